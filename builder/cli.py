@@ -1,0 +1,41 @@
+"""argparse front end. Subcommands live in `builder/commands/`, listed here explicitly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from . import __version__
+from .commands import lock as lock_command
+from .errors import BoothkeyError
+
+# Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
+COMMANDS: tuple[ModuleType, ...] = (lock_command,)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build.py",
+        description="boothkey: build, sign and verify reproducible voting-booth boot images",
+    )
+    parser.add_argument("--version", action="version", version=f"boothkey {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except BoothkeyError as exc:
+        print(f"boothkey: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("boothkey: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""One module per `build.py` subcommand; the registry is `builder.cli.COMMANDS`."""

@@ -1,0 +1,206 @@
+"""The lock file: exactly which bytes go into an image.
+
+`recipes/NAME.lock.json` pins the archive snapshot (suite, date, InRelease
+digest, signing key) and every package by name, version, architecture, size,
+sha256 and pool path. It is pretty-printed with sorted keys so a re-lock of an
+unchanged recipe against an unchanged archive is byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .canonical import pretty_json, sha256_json
+from .errors import InputError, ValidationErrors
+from .fsutil import write_atomic
+from .recipe import Recipe
+
+LOCK_FORMAT = 1
+# Which part of the image a package is for: installed into the root filesystem,
+# or extracted by the boot step (kernel, UKI stub, initrd tools).
+PACKAGE_SETS = ("rootfs", "boot")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    architecture: str
+    size: int
+    sha256: str
+    filename: str  # pool path relative to the mirror root, e.g. pool/main/b/bash/bash_5.2_amd64.deb
+    sets: tuple[str, ...]  # subset of PACKAGE_SETS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "size": self.size,
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "sets": list(self.sets),
+        }
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    suite: str
+    codename: str
+    date: str  # the Release file's Date field, as written there
+    inrelease_sha256: str
+    signing_key: str  # fingerprint of the key that made the InRelease signature
+    architecture: str
+    components: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "codename": self.codename,
+            "date": self.date,
+            "inrelease_sha256": self.inrelease_sha256,
+            "signing_key": self.signing_key,
+            "architecture": self.architecture,
+            "components": list(self.components),
+        }
+
+
+@dataclass(frozen=True)
+class Lock:
+    recipe_name: str
+    package_set_digest: str
+    archive: ArchiveInfo
+    source_date_epoch: int
+    packages: tuple[LockedPackage, ...]  # sorted by (name, architecture)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": LOCK_FORMAT,
+            "recipe": {"name": self.recipe_name, "package_set_digest": self.package_set_digest},
+            "archive": self.archive.to_json(),
+            "source_date_epoch": self.source_date_epoch,
+            "packages": [p.to_json() for p in self.packages],
+        }
+
+    def to_bytes(self) -> bytes:
+        return pretty_json(self.to_json())
+
+    def digest(self) -> str:
+        """sha256 of the canonical form; the manifest records it."""
+        return sha256_json(self.to_json())
+
+    def in_set(self, name: str) -> tuple[LockedPackage, ...]:
+        return tuple(p for p in self.packages if name in p.sets)
+
+    def package(self, name: str) -> LockedPackage:
+        for candidate in self.packages:
+            if candidate.name == name:
+                return candidate
+        raise InputError(f"package {name!r} is not in the lock")
+
+    def check_matches(self, recipe: Recipe, lock_path: Path) -> None:
+        """Refuse a lock written for another recipe or another package set."""
+        if self.recipe_name != recipe.name:
+            raise InputError(
+                f"{lock_path}: written for recipe {self.recipe_name!r}, not {recipe.name!r}"
+            )
+        if self.package_set_digest != recipe.package_set_digest():
+            raise InputError(
+                f"{lock_path}: does not match {recipe.path.name} any more (the distribution, "
+                f"packages, kernel, boot packages or rootfs variant changed since it was locked); "
+                f"run `build.py lock {recipe.path}` again"
+            )
+
+
+def write_lock(lock: Lock, path: Path) -> None:
+    write_atomic(path, lock.to_bytes())
+
+
+def read_lock(path: Path) -> Lock:
+    """Read and validate a lock file; every problem is named with its path."""
+    try:
+        raw = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no lock file; run `build.py lock` on the recipe first") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable JSON lock file: {exc}") from exc
+    return parse_lock(raw, str(path))
+
+
+def parse_lock(raw: Any, shown: str) -> Lock:
+    problems: list[str] = []
+
+    def need(container: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        if not isinstance(container, dict) or key not in container:
+            problems.append(f"{shown}: {where}: missing")
+            return None
+        value = container[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            problems.append(f"{shown}: {where}: wrong type {type(value).__name__}")
+            return None
+        return value
+
+    if not isinstance(raw, dict):
+        raise InputError(f"{shown}: a lock file is a JSON object")
+    if raw.get("format") != LOCK_FORMAT:
+        raise InputError(f"{shown}: lock format {raw.get('format')!r} is not {LOCK_FORMAT}")
+    recipe = need(raw, "recipe", dict, "recipe") or {}
+    archive_raw = need(raw, "archive", dict, "archive") or {}
+    archive = ArchiveInfo(
+        suite=need(archive_raw, "suite", str, "archive.suite") or "",
+        codename=need(archive_raw, "codename", str, "archive.codename") or "",
+        date=need(archive_raw, "date", str, "archive.date") or "",
+        inrelease_sha256=need(archive_raw, "inrelease_sha256", str, "archive.inrelease_sha256")
+        or "",
+        signing_key=need(archive_raw, "signing_key", str, "archive.signing_key") or "",
+        architecture=need(archive_raw, "architecture", str, "archive.architecture") or "",
+        components=tuple(need(archive_raw, "components", list, "archive.components") or ()),
+    )
+    packages: list[LockedPackage] = []
+    for index, entry in enumerate(need(raw, "packages", list, "packages") or []):
+        where = f"packages[{index}]"
+        sha = need(entry, "sha256", str, f"{where}.sha256") or ""
+        if sha and not _SHA256_RE.match(sha):
+            problems.append(f"{shown}: {where}.sha256: not a sha256 hex digest")
+        sets = tuple(need(entry, "sets", list, f"{where}.sets") or ())
+        for member in sets:
+            if member not in PACKAGE_SETS:
+                problems.append(f"{shown}: {where}.sets: unknown set {member!r}")
+        filename = need(entry, "filename", str, f"{where}.filename") or ""
+        if filename.startswith("/") or ".." in filename.split("/"):
+            problems.append(f"{shown}: {where}.filename: {filename!r} is not a relative pool path")
+        packages.append(
+            LockedPackage(
+                name=need(entry, "name", str, f"{where}.name") or "",
+                version=need(entry, "version", str, f"{where}.version") or "",
+                architecture=need(entry, "architecture", str, f"{where}.architecture") or "",
+                size=need(entry, "size", int, f"{where}.size") or 0,
+                sha256=sha,
+                filename=filename,
+                sets=sets,
+            )
+        )
+    epoch = need(raw, "source_date_epoch", int, "source_date_epoch") or 0
+    lock = Lock(
+        recipe_name=need(recipe, "name", str, "recipe.name") or "",
+        package_set_digest=need(recipe, "package_set_digest", str, "recipe.package_set_digest")
+        or "",
+        archive=archive,
+        source_date_epoch=epoch,
+        packages=tuple(packages),
+    )
+    if problems:
+        raise ValidationErrors(problems)
+    return lock
+
+
+def load_lock_for(recipe: Recipe) -> Lock:
+    """The recipe's lock, checked to still match the recipe."""
+    lock = read_lock(recipe.lock_path)
+    lock.check_matches(recipe, recipe.lock_path)
+    return lock

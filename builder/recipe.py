@@ -1,0 +1,432 @@
+"""The recipe: a YAML file parsed once, at the edge, into frozen typed objects.
+
+Every problem is reported with the file and the path inside it
+(`recipes/booth.yaml: packages[3]: ...`), all at once; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .canonical import sha256_json
+from .errors import InputError, ValidationErrors
+
+DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+ROOTFS_FORMATS = ("squashfs", "erofs")
+COMPRESSIONS = {"squashfs": ("zstd", "xz", "gzip", "lz4", "lzo"), "erofs": ("lz4", "lz4hc", "none")}
+# mmdebstrap variants whose package set boothkey can lock exactly:
+# essential = Essential:yes closure + packages; extract/custom = packages' closure only.
+VARIANTS = ("essential", "extract", "custom")
+# Packages the boot step extracts (never installs): the UKI stub, and the initrd's tools.
+DEFAULT_BOOT_PACKAGES = ("systemd-boot-efi", "busybox-static", "dmsetup")
+DEFAULT_INITRD_MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "xhci_pci",
+    "xhci_hcd",
+    "ehci_pci",
+    "usb_storage",
+    "uas",
+    "sd_mod",
+    "squashfs",
+    "erofs",
+    "overlay",
+    "dm_verity",
+    "usbhid",
+    "hid_generic",
+)
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    suite: str
+    architecture: str
+    components: tuple[str, ...]
+    keyring: Path
+
+
+@dataclass(frozen=True)
+class FileRule:
+    """Mode and owner for one path (or a glob) inside the root filesystem after overlays."""
+
+    path: str
+    mode: int | None
+    owner: int
+    group: int
+
+
+@dataclass(frozen=True)
+class RootfsOptions:
+    format: str = "squashfs"
+    compression: str = "zstd"
+    variant: str = "essential"
+
+
+@dataclass(frozen=True)
+class BootOptions:
+    cmdline: tuple[str, ...] = ()
+    initrd_modules: tuple[str, ...] = DEFAULT_INITRD_MODULES
+    packages: tuple[str, ...] = DEFAULT_BOOT_PACKAGES
+    init: str = "/sbin/init"
+
+
+@dataclass(frozen=True)
+class SecureBootOptions:
+    key: Path
+    certificate: Path
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. Paths are absolute (resolved against the recipe's directory's
+    project root: the directory holding `recipes/`)."""
+
+    path: Path
+    name: str
+    version: str
+    distribution: Distribution
+    kernel: str
+    packages: tuple[str, ...]
+    overlays: tuple[Path, ...]
+    variables: Mapping[str, Any]
+    files: tuple[FileRule, ...]
+    rootfs: RootfsOptions
+    boot: BootOptions
+    source_date_epoch: int | None
+    secure_boot: SecureBootOptions | None = None
+    project_dir: Path = field(default=Path("."))
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f"{self.name}.lock.json")
+
+    def package_set_inputs(self) -> dict[str, Any]:
+        """The recipe fields that decide which packages get locked."""
+        return {
+            "suite": self.distribution.suite,
+            "architecture": self.distribution.architecture,
+            "components": list(self.distribution.components),
+            "variant": self.rootfs.variant,
+            "packages": list(self.packages),
+            "kernel": self.kernel,
+            "boot_packages": list(self.boot.packages),
+        }
+
+    def package_set_digest(self) -> str:
+        return "sha256:" + sha256_json(self.package_set_inputs())
+
+    def rootfs_roots(self) -> tuple[str, ...]:
+        """Packages the root filesystem installs explicitly (mmdebstrap --include)."""
+        return self.packages
+
+    def boot_roots(self) -> tuple[str, ...]:
+        """Packages the boot step extracts: the kernel and the boot tools."""
+        return (self.kernel, *self.boot.packages)
+
+
+class _Reader:
+    """Walks raw YAML, collecting every problem with its path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def error(self, where: str, message: str) -> None:
+        self.problems.append(
+            f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}"
+        )
+
+    def mapping(self, value: Any, where: str, allowed: dict[str, bool]) -> dict[str, Any]:
+        """Check `value` is a mapping with only `allowed` keys (value: required?)."""
+        if not isinstance(value, dict):
+            self.error(where, f"expected a mapping, got {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                self.error(_join(where, str(key)), f"unknown key (known keys: {known})")
+        for key, required in allowed.items():
+            if required and key not in value:
+                self.error(_join(where, key), "missing required key")
+        return {k: v for k, v in value.items() if k in allowed}
+
+    def string(self, value: Any, where: str, pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(value, str) or not value:
+            self.error(where, f"expected a non-empty string, got {_kind(value)}")
+            return ""
+        if pattern is not None and not pattern.match(value):
+            self.error(where, f"invalid value {value!r}")
+        return value
+
+    def string_list(
+        self, value: Any, where: str, pattern: re.Pattern[str] | None = None, unique: bool = True
+    ) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.error(where, f"expected a list, got {_kind(value)}")
+            return ()
+        items: list[str] = []
+        for index, item in enumerate(value):
+            text = self.string(item, f"{where}[{index}]", pattern)
+            if unique and text and text in items:
+                self.error(f"{where}[{index}]", f"duplicate entry {text!r}")
+            items.append(text)
+        return tuple(items)
+
+    def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
+        text = self.string(value, where)
+        if text and text not in choices:
+            self.error(where, f"{text!r} is not one of: {', '.join(choices)}")
+        return text
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _project_dir(recipe_path: Path) -> Path:
+    parent = recipe_path.parent
+    return parent.parent if parent.name == "recipes" else parent
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    """Read and validate a recipe file; raise `InputError` naming every problem."""
+    recipe_path = Path(path).absolute()
+    shown = str(path)
+    try:
+        text = recipe_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot read recipe: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{shown}: not valid YAML: {exc}") from exc
+    return parse_recipe(raw, recipe_path, shown)
+
+
+def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
+    reader = _Reader(shown)
+    project = _project_dir(recipe_path)
+    top = reader.mapping(
+        raw,
+        "",
+        {
+            "name": True,
+            "version": True,
+            "distribution": True,
+            "kernel": False,
+            "packages": True,
+            "overlays": False,
+            "variables": False,
+            "files": False,
+            "rootfs": False,
+            "boot": False,
+            "source_date_epoch": False,
+            "secure_boot": False,
+        },
+    )
+    name = reader.string(top.get("name"), "name", _NAME_RE) if "name" in top else ""
+    version = ""
+    if "version" in top:
+        version_raw = top["version"]
+        if isinstance(version_raw, int | float) and not isinstance(version_raw, bool):
+            reader.error("version", f'write the version as a quoted string, e.g. "{version_raw}"')
+        else:
+            version = reader.string(version_raw, "version")
+
+    distribution = _distribution(reader, top.get("distribution", {}), project)
+    kernel = reader.string(top.get("kernel", "linux-image-amd64"), "kernel", _PACKAGE_RE)
+    packages = reader.string_list(top.get("packages", []), "packages", _PACKAGE_RE)
+    overlays: list[Path] = []
+    for index, entry in enumerate(reader.string_list(top.get("overlays", []), "overlays")):
+        directory = (project / entry).resolve()
+        if entry and not directory.is_dir():
+            reader.error(
+                f"overlays[{index}]", f"no such directory {entry!r} (relative to {project})"
+            )
+        overlays.append(directory)
+    variables = _variables(reader, top.get("variables", {}))
+    files = _files(reader, top.get("files", []))
+    rootfs = _rootfs(reader, top.get("rootfs", {}))
+    boot = _boot(reader, top.get("boot", {}))
+    epoch = top.get("source_date_epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        reader.error("source_date_epoch", f"expected a non-negative integer, got {_kind(epoch)}")
+        epoch = None
+    secure_boot = None
+    if "secure_boot" in top:
+        sb = reader.mapping(top["secure_boot"], "secure_boot", {"key": True, "certificate": True})
+        if "key" in sb and "certificate" in sb:
+            secure_boot = SecureBootOptions(
+                key=_existing_file(reader, sb["key"], "secure_boot.key", project),
+                certificate=_existing_file(
+                    reader, sb["certificate"], "secure_boot.certificate", project
+                ),
+            )
+
+    if reader.problems:
+        raise ValidationErrors(reader.problems)
+    return Recipe(
+        path=recipe_path,
+        name=name,
+        version=version,
+        distribution=distribution,
+        kernel=kernel,
+        packages=packages,
+        overlays=tuple(overlays),
+        variables=variables,
+        files=files,
+        rootfs=rootfs,
+        boot=boot,
+        source_date_epoch=epoch,
+        secure_boot=secure_boot,
+        project_dir=project,
+    )
+
+
+def _existing_file(reader: _Reader, value: Any, where: str, project: Path) -> Path:
+    text = reader.string(value, where)
+    candidate = (project / text).resolve() if text else project
+    if text and not candidate.is_file():
+        reader.error(where, f"no such file {text!r} (relative to {project})")
+    return candidate
+
+
+def _distribution(reader: _Reader, raw: Any, project: Path) -> Distribution:
+    where = "distribution"
+    dist = reader.mapping(
+        raw, where, {"suite": True, "architecture": False, "components": False, "keyring": False}
+    )
+    suite = reader.string(dist.get("suite"), f"{where}.suite", _NAME_RE) if "suite" in dist else ""
+    architecture = reader.choice(
+        dist.get("architecture", "amd64"), f"{where}.architecture", ("amd64",)
+    )
+    components = reader.string_list(
+        dist.get("components", ["main"]), f"{where}.components", _NAME_RE
+    )
+    if not components and isinstance(dist.get("components"), list):
+        reader.error(f"{where}.components", "needs at least one component")
+    keyring = DEFAULT_KEYRING
+    if dist.get("keyring") is not None:
+        keyring = _existing_file(reader, dist["keyring"], f"{where}.keyring", project)
+    return Distribution(suite, architecture, components, keyring)
+
+
+def _variables(reader: _Reader, raw: Any) -> Mapping[str, Any]:
+    if not isinstance(raw, dict):
+        reader.error("variables", f"expected a mapping, got {_kind(raw)}")
+        return {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _VAR_RE.match(key):
+            reader.error(f"variables.{key}", "variable names are letters, digits and _")
+        if not _plain_value(value):
+            reader.error(
+                f"variables.{key}", "values are strings, numbers, booleans, lists or mappings"
+            )
+    return _freeze(raw)
+
+
+def _plain_value(value: Any) -> bool:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return True
+    if isinstance(value, list):
+        return all(_plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_value(v) for k, v in value.items())
+    return False
+
+
+def _freeze(value: Any) -> Any:
+    from types import MappingProxyType
+
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _files(reader: _Reader, raw: Any) -> tuple[FileRule, ...]:
+    if not isinstance(raw, list):
+        reader.error("files", f"expected a list, got {_kind(raw)}")
+        return ()
+    rules: list[FileRule] = []
+    for index, item in enumerate(raw):
+        where = f"files[{index}]"
+        entry = reader.mapping(
+            item, where, {"path": True, "mode": False, "owner": False, "group": False}
+        )
+        path = reader.string(entry.get("path"), f"{where}.path") if "path" in entry else ""
+        if path and (not path.startswith("/") or ".." in path.split("/")):
+            reader.error(f"{where}.path", f"{path!r} must be absolute and must not contain '..'")
+        mode: int | None = None
+        if "mode" in entry:
+            mode_raw = entry["mode"]
+            if isinstance(mode_raw, str) and re.fullmatch(r"0?[0-7]{3,4}", mode_raw):
+                mode = int(mode_raw, 8)
+            else:
+                reader.error(
+                    f"{where}.mode", f'expected an octal string like "0755", got {mode_raw!r}'
+                )
+        ids = []
+        for key in ("owner", "group"):
+            value = entry.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+                reader.error(f"{where}.{key}", f"expected a numeric id, got {value!r}")
+                value = 0
+            ids.append(value)
+        rules.append(FileRule(path, mode, ids[0], ids[1]))
+    return tuple(rules)
+
+
+def _rootfs(reader: _Reader, raw: Any) -> RootfsOptions:
+    entry = reader.mapping(raw, "rootfs", {"format": False, "compression": False, "variant": False})
+    fmt = reader.choice(entry.get("format", "squashfs"), "rootfs.format", ROOTFS_FORMATS)
+    default_compression = COMPRESSIONS.get(fmt, ("zstd",))[0]
+    compression = reader.string(entry.get("compression", default_compression), "rootfs.compression")
+    if fmt in COMPRESSIONS and compression and compression not in COMPRESSIONS[fmt]:
+        reader.error(
+            "rootfs.compression",
+            f"{compression!r} is not available for {fmt} (choose: {', '.join(COMPRESSIONS[fmt])})",
+        )
+    variant = reader.choice(entry.get("variant", "essential"), "rootfs.variant", VARIANTS)
+    return RootfsOptions(fmt, compression, variant)
+
+
+def _boot(reader: _Reader, raw: Any) -> BootOptions:
+    entry = reader.mapping(
+        raw, "boot", {"cmdline": False, "initrd_modules": False, "packages": False, "init": False}
+    )
+    cmdline = reader.string_list(entry.get("cmdline", []), "boot.cmdline", unique=False)
+    for index, arg in enumerate(cmdline):
+        if arg.startswith(("boothkey.", "root=", "init=")):
+            reader.error(f"boot.cmdline[{index}]", f"{arg!r} is set by boothkey itself")
+    modules = reader.string_list(
+        entry.get("initrd_modules", list(DEFAULT_INITRD_MODULES)),
+        "boot.initrd_modules",
+        re.compile(r"^[A-Za-z0-9_-]+$"),
+    )
+    packages = reader.string_list(
+        entry.get("packages", list(DEFAULT_BOOT_PACKAGES)), "boot.packages", _PACKAGE_RE
+    )
+    init = reader.string(entry.get("init", "/sbin/init"), "boot.init")
+    if init and not init.startswith("/"):
+        reader.error("boot.init", f"{init!r} must be an absolute path")
+    return BootOptions(cmdline, modules, packages, init)

@@ -1,0 +1,127 @@
+"""Running host tools with a normalised environment, and recording their versions.
+
+Every external command boothkey runs goes through `run_tool`: TZ=UTC,
+LC_ALL=C.UTF-8, umask 022, a fixed PATH and no inherited locale or
+SOURCE_DATE_EPOCH unless the caller passes one. A non-zero exit raises
+`ToolError` with the command and the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+from .errors import ToolError
+
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "TZ": "UTC",
+    "LC_ALL": "C.UTF-8",
+    "LANG": "C.UTF-8",
+    "HOME": "/nonexistent",
+}
+# (tool, package that ships it, argv that prints its version)
+HOST_TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mmdebstrap": ("mmdebstrap", ("mmdebstrap", "--version")),
+    "mksquashfs": ("squashfs-tools", ("mksquashfs", "-version")),
+    "mkfs.erofs": ("erofs-utils", ("mkfs.erofs", "--version")),
+    "veritysetup": ("cryptsetup-bin", ("veritysetup", "--version")),
+    "mkfs.vfat": ("dosfstools", ("mkfs.vfat", "--help")),
+    "mcopy": ("mtools", ("mcopy", "--version")),
+    "objcopy": ("binutils", ("objcopy", "--version")),
+    "cpio": ("cpio", ("cpio", "--version")),
+    "zstd": ("zstd", ("zstd", "--version")),
+    "dpkg-deb": ("dpkg", ("dpkg-deb", "--version")),
+    "gpgv": ("gpgv", ("gpgv", "--version")),
+    "sbsign": ("sbsigntool", ("sbsign", "--version")),
+    "qemu-system-x86_64": ("qemu-system-x86", ("qemu-system-x86_64", "--version")),
+}
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(BASE_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def require_tool(name: str) -> str:
+    """Path of a host tool, or a `ToolError` naming the Debian package to install."""
+    found = shutil.which(name, path=BASE_ENV["PATH"])
+    if found is None:
+        package = HOST_TOOLS.get(name, (name, ()))[0]
+        raise ToolError(f"{name} is not installed (Debian package {package}); run ./setup")
+    return found
+
+
+def _umask_022() -> None:
+    os.umask(0o022)
+
+
+def run_tool(
+    argv: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    capture: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a host tool in the normalised environment; raise `ToolError` if it fails."""
+    args = [str(a) for a in argv]
+    require_tool(args[0])
+    try:
+        result = subprocess.run(
+            args,
+            input=stdin,
+            env=tool_env(env),
+            cwd=cwd,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            preexec_fn=_umask_022,
+            check=False,
+        )
+    except OSError as exc:
+        raise ToolError(f"{args[0]}: cannot run: {exc}") from exc
+    if result.returncode != 0:
+        tail = (result.stderr or b"").decode(errors="replace").strip().splitlines()[-15:]
+        detail = "\n  ".join(tail)
+        raise ToolError(
+            f"{args[0]} failed (exit {result.returncode}): {' '.join(args)}\n  {detail}"
+        )
+    return result
+
+
+@cache
+def tool_version(name: str) -> str:
+    """First line a tool prints about its own version (recorded in the manifest)."""
+    _package, argv = HOST_TOOLS.get(name, (name, (name, "--version")))
+    try:
+        result = subprocess.run(
+            list(argv),
+            env=tool_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    except OSError:
+        return "not installed"
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if line.strip():
+            return line.strip()
+    return "unknown"
+
+
+def package_version(package: str) -> str:
+    """Installed Debian version of a host package (dpkg-query), for the manifest."""
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", package],
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return result.stdout.decode().strip() or "not installed"
