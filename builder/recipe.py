@@ -340,7 +340,8 @@ def _variables(reader: _Reader, raw: Any) -> Mapping[str, Any]:
             reader.error(
                 f"variables.{key}", "values are strings, numbers, booleans, lists or mappings"
             )
-    return _freeze(raw)
+    frozen: Mapping[str, Any] = _freeze(raw)
+    return frozen
 
 
 def _plain_value(value: Any) -> bool:
