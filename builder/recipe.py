@@ -81,6 +81,13 @@ class BootOptions:
 
 
 @dataclass(frozen=True)
+class DataPartition:
+    """A fixed-size partition for per-station data, zero-filled in the software image."""
+
+    size_mib: int
+
+
+@dataclass(frozen=True)
 class SecureBootOptions:
     key: Path
     certificate: Path
@@ -104,6 +111,7 @@ class Recipe:
     boot: BootOptions
     source_date_epoch: int | None
     secure_boot: SecureBootOptions | None = None
+    data_partition: DataPartition | None = None
     project_dir: Path = field(default=Path("."))
 
     @property
@@ -281,6 +289,16 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
                 ),
             )
 
+    data_partition = None
+    if "data_partition" in top:
+        dp = reader.mapping(top["data_partition"], "data_partition", {"size_mib": True})
+        size = dp.get("size_mib")
+        if "size_mib" in dp:
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1024:
+                reader.error("data_partition.size_mib", f"expected 1..1024 MiB, got {size!r}")
+            else:
+                data_partition = DataPartition(size)
+
     if reader.problems:
         raise ValidationErrors(reader.problems)
     return Recipe(
@@ -297,6 +315,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
         boot=boot,
         source_date_epoch=epoch,
         secure_boot=secure_boot,
+        data_partition=data_partition,
         project_dir=project,
     )
 
