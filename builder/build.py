@@ -1,0 +1,139 @@
+"""`build`: from a locked recipe to NAME.img + NAME.manifest.json, offline."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .canonical import sha256_file, sha256_json
+from .debcache import DebCache
+from .errors import BuildError
+from .fsutil import atomic_path
+from .lockfile import Lock, load_lock_for
+from .manifest import MANIFEST_FORMAT, write_manifest
+from .paths import deb_cache_dir, step_cache_dir
+from .pipeline import StepRun, plan, run_pipeline
+from .recipe import Recipe
+from .stepcache import StepCache
+from .steps.base import BuildContext
+from .tools import package_version
+from .treedigest import tree_digest
+
+# Host packages whose tools can shape the output bytes; their versions go into the manifest.
+RECORDED_HOST_PACKAGES = (
+    "mmdebstrap", "dpkg", "apt", "squashfs-tools", "erofs-utils", "cryptsetup-bin",
+    "dosfstools", "mtools", "binutils", "cpio", "zstd",
+)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: Path
+    manifest: Path
+    steps: dict[str, StepRun]
+    manifest_data: dict[str, Any]
+
+
+def overlays_digest(recipe: Recipe) -> str:
+    return sha256_json([tree_digest(path) for path in recipe.overlays])
+
+
+def build_image(
+    recipe: Recipe,
+    out_dir: Path,
+    cache_dir: Path,
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    lock: Lock | None = None,
+) -> BuildResult:
+    """Build the recipe's image into `out_dir`, reusing cached steps from `cache_dir`."""
+    lock = lock or load_lock_for(recipe)
+    debs = DebCache(deb_cache_dir(cache_dir))
+    for package in lock.packages:  # fail before any work if a package is missing or damaged
+        debs.verified_path(package)
+    steps_cache = StepCache(step_cache_dir(cache_dir))
+    planned = plan(recipe)
+    with tempfile.TemporaryDirectory(prefix="boothkey-build-") as scratch:
+        ctx = BuildContext(
+            recipe=recipe,
+            lock=lock,
+            source_date_epoch=lock.source_date_epoch,
+            deb_path=debs.verified_path,
+            scratch=Path(scratch),
+            report=report,
+        )
+
+        def on_step(index: int, total: int, name: str, sid: str) -> None:
+            report(f"[{index}/{total}] {name} ({sid[:12]})")
+
+        results = run_pipeline(ctx, planned, steps_cache, on_step)
+    disk = results["disk"].output
+    image_name = f"{recipe.name}.img"
+    image_path = out_dir / image_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(image_path) as tmp:
+        shutil.copyfile(disk.path / "image.img", tmp)
+        if sha256_file(tmp) != disk.info["sha256"]:
+            raise BuildError(f"{image_path}: copy does not match the built image")
+    manifest = make_manifest(recipe, lock, results, image_name)
+    manifest_path = out_dir / f"{recipe.name}.manifest.json"
+    write_manifest(manifest_path, manifest)
+    return BuildResult(image_path, manifest_path, results, manifest)
+
+
+def make_manifest(
+    recipe: Recipe, lock: Lock, results: dict[str, StepRun], image_name: str
+) -> dict[str, Any]:
+    disk = results["disk"].output.info
+    uki_step = results["sbsign"] if "sbsign" in results else results["uki"]
+    verity = results["verity"].output.info
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "name": recipe.name,
+        "version": recipe.version,
+        "boothkey": __version__,
+        "recipe": {
+            "file": str(recipe.path.relative_to(recipe.project_dir)),
+            "sha256": sha256_file(recipe.path),
+            "package_set_digest": recipe.package_set_digest(),
+        },
+        "overlays_sha256": overlays_digest(recipe),
+        "lock_sha256": sha256_file(recipe.lock_path),
+        "source_date_epoch": lock.source_date_epoch,
+        "steps": [
+            {"name": name, "id": run.output.step_id, "content_digest": run.output.content_digest}
+            for name, run in results.items()
+        ],
+        "image": {"file": image_name, "size": disk["size"], "sha256": disk["sha256"]},
+        "partitions": disk["partitions"],
+        "uki": {
+            "sha256": uki_step.output.info["sha256"],
+            "cmdline": results["uki"].output.info["cmdline"],
+            "kernel_version": results["uki"].output.info["kernel_version"],
+        },
+        "verity": {
+            key: verity[key]
+            for key in (
+                "root_hash", "salt", "data_blocks", "data_block_size",
+                "hash_block_size", "hash_algorithm",
+            )
+        },
+        "packages": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "architecture": p.architecture,
+                "sha256": p.sha256,
+                "sets": list(p.sets),
+            }
+            for p in lock.packages
+        ],
+        "tools": {package: package_version(package) for package in RECORDED_HOST_PACKAGES},
+        "secure_boot": results["sbsign"].output.info if "sbsign" in results else None,
+    }
+    return manifest

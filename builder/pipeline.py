@@ -1,0 +1,128 @@
+"""The build pipeline: the explicit, ordered list of steps and how their ids are made."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .canonical import sha256_json
+from .errors import BuildError
+from .recipe import Recipe
+from .stepcache import StepCache
+from .steps.base import BuildContext, Step, StepOutput
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step and where its inputs come from: {input name: producing step name}."""
+
+    step: Step
+    sources: Mapping[str, str]
+
+
+def plan(recipe: Recipe) -> list[PlannedStep]:
+    """The steps of a build, in order. Explicit on purpose: no discovery."""
+    from .steps.disk import DiskStep
+    from .steps.esp import EspStep
+    from .steps.initrd import InitrdStep
+    from .steps.overlay import OverlayStep
+    from .steps.rootfs import RootfsStep
+    from .steps.rootimage import RootImageStep
+    from .steps.uki import UkiStep
+    from .steps.verity import VerityStep
+
+    steps: list[Step] = [
+        RootfsStep(),
+        OverlayStep(),
+        RootImageStep(),
+        VerityStep(),
+        InitrdStep(),
+        UkiStep(),
+    ]
+    uki_source = "uki"
+    if recipe.secure_boot is not None:
+        from .steps.sbsign import SbsignStep
+
+        steps.append(SbsignStep())
+        uki_source = "sbsign"
+    steps += [EspStep(), DiskStep()]
+    planned = []
+    for step in steps:
+        sources = {name: name for name in step.requires}
+        if "uki" in sources and step.name != "sbsign":
+            sources["uki"] = uki_source
+        planned.append(PlannedStep(step, sources))
+    return planned
+
+
+def code_digest() -> str:
+    """sha256 over boothkey's own source, so a code change never reuses a stale cache entry."""
+    digest = hashlib.sha256(__version__.encode())
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".sh", ".j2"}:
+            digest.update(str(path.relative_to(package)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def step_id(
+    step: Step,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, StepOutput],
+    source_date_epoch: int,
+    code: str,
+) -> str:
+    return sha256_json(
+        {
+            "step": step.name,
+            "version": step.version,
+            "code": code,
+            "options": dict(options),
+            "inputs": {name: out.step_id for name, out in sorted(inputs.items())},
+            "source_date_epoch": source_date_epoch,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class StepRun:
+    output: StepOutput
+    cached: bool
+
+
+def run_pipeline(
+    ctx: BuildContext,
+    planned: list[PlannedStep],
+    cache: StepCache,
+    on_step: Callable[[int, int, str, str], None] | None = None,
+) -> dict[str, StepRun]:
+    """Run (or take from the cache) every step in order; return each step's result."""
+    code = code_digest()
+    results: dict[str, StepRun] = {}
+    for index, item in enumerate(planned, start=1):
+        step = item.step
+        try:
+            inputs = {name: results[source].output for name, source in item.sources.items()}
+        except KeyError as exc:
+            raise RuntimeError(f"step {step.name} needs {exc} which runs later") from exc
+        options = step.options(ctx, inputs)
+        sid = step_id(step, options, inputs, ctx.source_date_epoch, code)
+        if on_step is not None:
+            on_step(index, len(planned), step.name, sid)
+
+        def build(out: Path, step: Step = step, inputs: dict[str, StepOutput] = inputs) -> dict[str, Any]:
+            try:
+                return step.run(ctx, inputs, out)
+            except BuildError:
+                raise
+            except OSError as exc:
+                raise BuildError(f"step {step.name}: {exc}") from exc
+
+        output, cached = cache.get_or_build(step.name, sid, build)
+        results[step.name] = StepRun(output, cached)
+    return results
