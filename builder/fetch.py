@@ -1,0 +1,210 @@
+"""Downloading the locked .debs into the cache, in parallel, verified.
+
+Each package is read from `<mirror>/<pool path>`, mirrors tried in order, into a
+temp file beside its final cache name; its size is enforced while streaming and
+its sha256 checked before the rename (`DebCache.store`). Packages already in the
+cache with the right digest are not downloaded again; a corrupt cached file is
+replaced. Mirrors are interchangeable because every byte is pinned by the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from .debcache import CacheMismatch, DebCache
+from .errors import FetchError, InputError
+from .fetcher import Fetcher, describe_url, mirror_url
+from .lockfile import LockedPackage
+from .progress import Progress
+
+DEFAULT_JOBS = 4
+# Rounds over the whole mirror list per package. The fetcher already retries transient
+# HTTP failures itself; a second round catches a mirror that recovers or a file that
+# arrived corrupt once.
+DEFAULT_ROUNDS = 2
+# How many failed packages a FetchError lists in full before summarising.
+_SHOWN_FAILURES = 10
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    """What `fetch_packages` did. Packages appear in the order they were given."""
+
+    fetched: tuple[LockedPackage, ...]  # downloaded in this run
+    cached: tuple[LockedPackage, ...]  # already in the cache with the right digest
+    repaired: tuple[LockedPackage, ...]  # of `fetched`: a corrupt cached copy was replaced
+    bytes_fetched: int
+    sources: dict[str, str]  # sha256 -> URL (credentials removed) each fetched package came from
+
+    @property
+    def total(self) -> int:
+        return len(self.fetched) + len(self.cached)
+
+
+class _MirrorRanking:
+    """Mirror order shared by the worker threads.
+
+    A mirror that has failed and never yet served a package is tried after the
+    others, so one unreachable mirror costs a few attempts, not one per package.
+    """
+
+    def __init__(self, mirrors: Sequence[str]) -> None:
+        self._mirrors = list(mirrors)
+        self._failures = dict.fromkeys(self._mirrors, 0)
+        self._successes = dict.fromkeys(self._mirrors, 0)
+        self._lock = threading.Lock()
+
+    def ranked(self) -> list[str]:
+        with self._lock:
+            return sorted(
+                self._mirrors,
+                key=lambda m: self._failures[m] > 0 and self._successes[m] == 0,
+            )
+
+    def failed(self, mirror: str) -> None:
+        with self._lock:
+            self._failures[mirror] += 1
+
+    def succeeded(self, mirror: str) -> None:
+        with self._lock:
+            self._successes[mirror] += 1
+
+
+def fetch_packages(
+    packages: Sequence[LockedPackage],
+    mirrors: Sequence[str],
+    cache: DebCache,
+    fetcher: Fetcher,
+    jobs: int = DEFAULT_JOBS,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    progress: Progress | None = None,
+) -> FetchReport:
+    """Make every package in `packages` present and verified in `cache`.
+
+    `mirrors` are tried in order (URLs or local directories, see `builder.fetcher`);
+    up to `jobs` packages download at once. Raises `FetchError` after all packages
+    were attempted if any could not be fetched, listing each with the URLs tried and
+    what went wrong (for wrong bytes: expected and got). Whatever happens, the cache
+    never holds a file under a name its content does not match. Any other exception
+    (including KeyboardInterrupt) stops the remaining downloads and propagates.
+    """
+    if jobs < 1 or rounds < 1:
+        raise ValueError("jobs and rounds must be at least 1")
+    unique = list({pkg.sha256: pkg for pkg in packages}.values())
+    if unique and not mirrors:
+        raise InputError(
+            "no mirror to fetch from: pass --mirror URL (or a local directory), set "
+            "BOOTHKEY_MIRROR, or add a deb source for the suite to the apt configuration"
+        )
+    display = progress if progress is not None else Progress.quiet()
+    ranking = _MirrorRanking(mirrors)
+    stop = threading.Event()
+
+    def fetch_one(pkg: LockedPackage) -> tuple[str | None, bool]:
+        """(URL it came from, or None if it was cached; whether a bad copy was replaced)."""
+        present = cache.check(pkg)
+        if present.ok:
+            display.done(_label(pkg), pkg.size, fetched=False)
+            return None, False
+        if stop.is_set():
+            raise _Stopped()
+        url = _download(pkg, ranking, cache, fetcher, rounds, display)
+        display.done(_label(pkg), pkg.size, fetched=True)
+        return url, present.problem != "missing"
+
+    results: dict[str, tuple[str | None, bool]] = {}
+    failures: dict[str, FetchError] = {}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fetch") as pool:
+        futures: dict[Future[tuple[str | None, bool]], LockedPackage] = {
+            pool.submit(fetch_one, pkg): pkg for pkg in unique
+        }
+        try:
+            for future in as_completed(futures):
+                pkg = futures[future]
+                error = future.exception()
+                if isinstance(error, FetchError):
+                    failures[pkg.sha256] = error
+                elif error is not None:
+                    raise error
+                else:
+                    results[pkg.sha256] = future.result()
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+    if failures:
+        raise _summarise(unique, failures)
+    fetched = tuple(p for p in packages if results.get(p.sha256, (None, False))[0] is not None)
+    cached = tuple(p for p in packages if results.get(p.sha256, (None, False))[0] is None)
+    repaired = tuple(p for p in fetched if results[p.sha256][1])
+    sources = {sha: url for sha, (url, _r) in results.items() if url is not None}
+    return FetchReport(
+        fetched=fetched,
+        cached=cached,
+        repaired=repaired,
+        bytes_fetched=sum(p.size for p in unique if p.sha256 in sources),
+        sources=sources,
+    )
+
+
+def _download(
+    pkg: LockedPackage,
+    ranking: _MirrorRanking,
+    cache: DebCache,
+    fetcher: Fetcher,
+    rounds: int,
+    display: Progress,
+) -> str:
+    """Fetch one package into the cache; return the URL it came from."""
+    problems: list[str] = []
+    for _round in range(rounds):
+        for mirror in ranking.ranked():
+            url = mirror_url(mirror, pkg.filename)
+            shown = describe_url(url)
+            with cache.temp_path(pkg) as tmp:
+                display.watch(tmp)
+                try:
+                    fetcher.fetch_to(url, tmp, pkg.size)
+                    cache.store(pkg, tmp)
+                except CacheMismatch as exc:
+                    problems.append(f"{shown}: wrong bytes: {exc.problem}")
+                    ranking.failed(mirror)
+                    continue
+                except FetchError as exc:
+                    problems.append(exc.message)
+                    ranking.failed(mirror)
+                    continue
+                finally:
+                    display.unwatch(tmp)
+            ranking.succeeded(mirror)
+            return shown
+    raise FetchError(
+        f"{_label(pkg)}: could not be fetched:\n    " + "\n    ".join(_dedupe(problems))
+    )
+
+
+def _summarise(packages: Sequence[LockedPackage], failures: dict[str, FetchError]) -> FetchError:
+    failed = [p for p in packages if p.sha256 in failures]
+    lines = [failures[p.sha256].message for p in failed[:_SHOWN_FAILURES]]
+    if len(failed) > _SHOWN_FAILURES:
+        rest = ", ".join(p.name for p in failed[_SHOWN_FAILURES:])
+        lines.append(f"... and {len(failed) - _SHOWN_FAILURES} more: {rest}")
+    head = f"{len(failed)} of {len(packages)} package(s) could not be fetched"
+    return FetchError(head + ":\n  " + "\n  ".join(lines))
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _label(pkg: LockedPackage) -> str:
+    return f"{pkg.name} {pkg.version} ({pkg.architecture})"
+
+
+class _Stopped(Exception):
+    """A worker noticed the fetch was stopped before it started downloading."""
