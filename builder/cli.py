@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__
+from .commands import fetch as fetch_command
 from .commands import flash as flash_command
 from .commands import lock as lock_command
 from .errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
-COMMANDS: tuple[ModuleType, ...] = (lock_command, flash_command)
+COMMANDS: tuple[ModuleType, ...] = (lock_command, fetch_command, flash_command)
 
 
 def make_parser() -> argparse.ArgumentParser:
