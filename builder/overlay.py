@@ -1,0 +1,331 @@
+"""Laying overlay directories and file rules over a root filesystem tree, safely.
+
+An overlay is a directory whose contents are copied into the tree at the same
+relative paths. Regular files get mode 0755 if the overlay file has its owner
+exec bit set, else 0644, and owner root:root: git keeps nothing but the exec
+bit, so nothing else of the checkout may leak into the image. Files ending in
+`.j2` are Jinja2 templates, rendered with the recipe's variables plus `recipe`
+(`recipe.name`, `recipe.version`), and written without the suffix. Symlinks
+are copied as symlinks; other special files are refused. An overlay file
+replaces a file or symlink already at its place (the symlink itself, not
+what it points to); a directory there is an error.
+
+Safety: paths in the tree are resolved as a chroot would (an absolute symlink
+/bin -> /usr/bin means <tree>/usr/bin), so merged-/usr links work. A symlink in
+the tree whose relative target climbs above the tree's root, an overlay symlink
+whose target would, or a tree that loops, is refused with an `InputError`
+naming the overlay file: nothing is ever written outside the tree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+
+from .canonical import sha256_file, sha256_json
+from .errors import InputError
+from .recipe import FileRule
+from .tools import run_tool
+
+TEMPLATE_SUFFIX = ".j2"
+_MAX_SYMLINKS = 40  # as the kernel's path walk
+_GLOB_CHARS = frozenset("*?[")
+
+
+class Escape(InputError):
+    """A path would leave the tree."""
+
+
+def resolve_in_tree(root: Path, rel: str, *, follow_last: bool = True) -> str:
+    """Resolve tree path `rel` inside `root` with chroot semantics; return it as a clean
+    relative path with no symlink left in it (but the last component when
+    `follow_last` is False).
+
+    Raise `Escape` if a symlink's target climbs above the root with "..", or on a loop.
+    """
+    pending = [p for p in rel.split("/") if p not in ("", ".")]
+    pending.reverse()
+    done: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if not done:
+                raise Escape(f"/{rel}: climbs above the root of the tree")
+            done.pop()
+            continue
+        candidate = root.joinpath(*done, part)
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            done.append(part)
+            continue
+        is_last = not pending
+        if not stat.S_ISLNK(info.st_mode) or (is_last and not follow_last):
+            done.append(part)
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINKS:
+            raise Escape(f"/{rel}: too many levels of symbolic links")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            done = []
+        elif _climbs_out(done, target):
+            shown = "/" + "/".join([*done, part])
+            raise Escape(f"/{rel}: the symlink {shown} -> {target} leads outside the tree")
+        for piece in reversed([p for p in target.split("/") if p not in ("", ".")]):
+            pending.append(piece)
+    return "/".join(done)
+
+
+def _climbs_out(parent_parts: list[str], target: str) -> bool:
+    depth = len(parent_parts)
+    for piece in target.split("/"):
+        if piece == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif piece not in ("", "."):
+            depth += 1
+    return False
+
+
+def apply_overlay(
+    overlay: Path, tree: Path, variables: Mapping[str, Any], shown: str | None = None
+) -> list[str]:
+    """Copy the overlay directory `overlay` into `tree`; return the tree paths written.
+
+    `shown` is how error messages name the overlay (default: its path).
+    """
+    label = shown or str(overlay)
+    environment = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    entries = _overlay_entries(overlay, label)
+    written: list[str] = []
+    for rel, kind in entries:
+        source = overlay / rel
+        where = f"{label}/{rel}"
+        if kind == "dir":
+            _make_directory(tree, _resolve_for(tree, rel, where), where)
+            continue
+        dest_rel = rel[: -len(TEMPLATE_SUFFIX)] if kind == "template" else rel
+        parent, _, name = dest_rel.rpartition("/")
+        parent_rel = _resolve_for(tree, parent, where)
+        _make_directory(tree, parent_rel, where)
+        target_rel = f"{parent_rel}/{name}" if parent_rel else name
+        target = tree / target_rel
+        existing = _lstat(target)
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise InputError(f"{where}: the tree has a directory at /{target_rel}")
+        if existing is not None:
+            target.unlink()
+        if kind == "symlink":
+            link = os.readlink(source)
+            if not link.startswith("/") and _climbs_out(
+                parent_rel.split("/") if parent_rel else [], link
+            ):
+                raise Escape(f"{where}: refused: symlink target {link!r} leads outside the tree")
+            os.symlink(link, target)
+            os.lchown(target, 0, 0)
+        else:
+            mode = 0o755 if os.stat(source).st_mode & stat.S_IXUSR else 0o644
+            if kind == "template":
+                data = _render(environment, source, where, variables)
+                _write_new(target, data, mode)
+            else:
+                _write_new(target, source.read_bytes(), mode)
+        written.append(target_rel)
+    return written
+
+
+def _resolve_for(tree: Path, rel: str, where: str) -> str:
+    try:
+        return resolve_in_tree(tree, rel)
+    except Escape as exc:
+        raise Escape(f"{where}: refused: {exc.message}") from exc
+
+
+def overlay_digest(overlay: Path) -> str:
+    """What of an overlay directory the overlay step uses: for each entry its path,
+    kind, exec bit, content digest or link target. Owners, other mode bits and
+    times of the checkout are left out on purpose: they vary between checkouts
+    and never reach the image."""
+    listing: list[dict[str, Any]] = []
+    for rel, kind in _overlay_entries(overlay, str(overlay)):
+        source = overlay / rel
+        entry: dict[str, Any] = {"path": rel, "kind": kind}
+        if kind == "symlink":
+            entry["target"] = os.readlink(source)
+        elif kind in ("file", "template"):
+            entry["executable"] = bool(os.stat(source).st_mode & stat.S_IXUSR)
+            entry["sha256"] = sha256_file(source)
+        listing.append(entry)
+    return "sha256:" + sha256_json(listing)
+
+
+def apply_file_rules(tree: Path, rules: tuple[FileRule, ...], shown: str) -> list[str]:
+    """Apply each rule's mode/owner/group to the tree paths it matches; return them.
+
+    A rule path with `*`, `?` or `[` is a glob matched against every path in the
+    tree (a `*` never crosses "/"); symlinks are matched themselves, never followed.
+    A rule that matches nothing is an `InputError` naming it as `shown`.files[i].
+    """
+    all_paths: list[str] | None = None
+    touched: list[str] = []
+    for index, rule in enumerate(rules):
+        where = f"{shown}: files[{index}].path"
+        if _GLOB_CHARS.intersection(rule.path):
+            if all_paths is None:
+                all_paths = _tree_paths(tree)
+            matches = [p for p in all_paths if _glob_match(p, rule.path.lstrip("/"))]
+        else:
+            try:
+                resolved = resolve_in_tree(tree, rule.path.lstrip("/"), follow_last=False)
+            except Escape as exc:
+                raise InputError(f"{where}: {exc.message}") from exc
+            matches = [resolved] if _lstat(tree / resolved) is not None else []
+        if not matches:
+            raise InputError(f"{where}: {rule.path!r} matches nothing in the root filesystem")
+        for rel in matches:
+            target = tree / rel
+            info = os.lstat(target)
+            if rule.mode is not None:
+                if stat.S_ISLNK(info.st_mode):
+                    raise InputError(f"{where}: /{rel} is a symlink; a symlink has no mode")
+                os.chmod(target, rule.mode)
+            os.lchown(target, rule.owner, rule.group)
+            # chown clears setuid/setgid on files; set the mode again after it.
+            if rule.mode is not None:
+                os.chmod(target, rule.mode)
+            elif not stat.S_ISLNK(info.st_mode):
+                os.chmod(target, stat.S_IMODE(info.st_mode))
+            touched.append(rel)
+    return sorted(set(touched))
+
+
+def _glob_match(path: str, pattern: str) -> bool:
+    path_parts = path.split("/")
+    pattern_parts = pattern.split("/")
+    return len(path_parts) == len(pattern_parts) and all(
+        fnmatch.fnmatchcase(p, q) for p, q in zip(path_parts, pattern_parts, strict=True)
+    )
+
+
+def _tree_paths(tree: Path) -> list[str]:
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        relative_dir = os.path.relpath(dirpath, tree)
+        prefix = "" if relative_dir == "." else f"{relative_dir}/"
+        found.extend(prefix + name for name in (*dirnames, *filenames))
+    return sorted(found)
+
+
+def _overlay_entries(overlay: Path, label: str) -> list[tuple[str, str]]:
+    """(relative path, kind) of everything in the overlay, parents before children, sorted.
+
+    kind: "dir", "file", "template" (a `.j2` file) or "symlink".
+    """
+    entries: list[tuple[str, str]] = []
+    outputs: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(overlay):
+        dirnames.sort()
+        relative_dir = os.path.relpath(dirpath, overlay)
+        prefix = "" if relative_dir == "." else f"{relative_dir}/"
+        names = sorted(
+            [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]
+        )
+        for name in dirnames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                entries.append((prefix + name, "dir"))
+        for name in names:
+            rel = prefix + name
+            info = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISLNK(info.st_mode):
+                kind = "symlink"
+            elif not stat.S_ISREG(info.st_mode):
+                raise InputError(
+                    f"{label}/{rel}: overlays may hold files, directories and symlinks only"
+                )
+            elif name.endswith(TEMPLATE_SUFFIX) and len(name) > len(TEMPLATE_SUFFIX):
+                kind = "template"
+            else:
+                kind = "file"
+            output = rel[: -len(TEMPLATE_SUFFIX)] if kind == "template" else rel
+            if output in outputs:
+                raise InputError(
+                    f"{label}/{rel}: both {outputs[output]} and {rel} would write /{output}"
+                )
+            outputs[output] = rel
+            entries.append((rel, kind))
+    entries.sort(key=lambda item: PurePosixPath(item[0]).parts)
+    return entries
+
+
+def _render(
+    environment: jinja2.Environment, source: Path, where: str, variables: Mapping[str, Any]
+) -> bytes:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: a template must be UTF-8 text") from exc
+    try:
+        template = environment.from_string(text)
+        return template.render(dict(variables)).encode()
+    except jinja2.UndefinedError as exc:
+        raise InputError(
+            f"{where}: undefined template variable: {exc.message} "
+            f"(define it under `variables:` in the recipe)"
+        ) from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise InputError(
+            f"{where}: line {exc.lineno}: template syntax error: {exc.message}"
+        ) from exc
+    except jinja2.TemplateError as exc:
+        raise InputError(f"{where}: template error: {exc}") from exc
+
+
+def _make_directory(tree: Path, rel: str, where: str) -> None:
+    """Create the (already resolved) directory `rel` and missing parents, 0755 root:root."""
+    current = tree
+    for part in (p for p in rel.split("/") if p):
+        current = current / part
+        info = _lstat(current)
+        if info is None:
+            os.mkdir(current, 0o755)
+            os.chmod(current, 0o755)
+            os.lchown(current, 0, 0)
+        elif not stat.S_ISDIR(info.st_mode):
+            raise InputError(
+                f"{where}: the tree has a non-directory at /{os.path.relpath(current, tree)}"
+            )
+
+
+def _write_new(target: Path, data: bytes, mode: int) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+    os.chmod(target, mode)
+    os.chown(target, 0, 0)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def copy_tree(source: Path, destination: Path) -> None:
+    """Copy a root filesystem tree keeping owners, modes, devices, hard links and xattrs."""
+    if destination.exists():
+        raise ValueError(f"{destination}: already exists")
+    run_tool(["cp", "-a", "--", source, destination])
