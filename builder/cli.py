@@ -10,11 +10,21 @@ from types import ModuleType
 from . import __version__
 from .commands import fetch as fetch_command
 from .commands import flash as flash_command
+from .commands import keygen as keygen_command
 from .commands import lock as lock_command
+from .commands import sign as sign_command
+from .commands import verify as verify_command
 from .errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
-COMMANDS: tuple[ModuleType, ...] = (lock_command, fetch_command, flash_command)
+COMMANDS: tuple[ModuleType, ...] = (
+    lock_command,
+    fetch_command,
+    flash_command,
+    keygen_command,
+    sign_command,
+    verify_command,
+)
 
 
 def make_parser() -> argparse.ArgumentParser:
