@@ -218,7 +218,13 @@ class _Job:
                 flags |= os.O_EXCL  # on a block device: EBUSY if mounted or held
         else:
             flags |= os.O_CREAT
-        return os.open(target.path, flags, 0o644)
+        try:
+            return os.open(target.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not flags & os.O_DIRECT:
+                raise
+            # Not every file system does O_DIRECT; DONTNEED before read-back still applies.
+            return os.open(target.path, flags & ~os.O_DIRECT, 0o644)
 
     def _report(self, target: Target, phase: str, done: int) -> None:
         if self.progress is not None:
@@ -227,7 +233,7 @@ class _Job:
     def _write(self, fd: int, target: Target, buffer: mmap.mmap) -> None:
         size = self.expected.size
         view = memoryview(buffer)
-        direct = target.kind == "block"
+        direct = _is_direct(fd)
         with open(self.image, "rb", buffering=0) as source:
             offset = 0
             self._report(target, "writing", 0)
@@ -345,6 +351,10 @@ def _write_all(fd: int, view: memoryview, offset: int, direct: bool) -> bool:
             # A short O_DIRECT write leaves an unaligned remainder: finish it buffered.
             direct = _set_direct(fd, False)
     return direct
+
+
+def _is_direct(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
 
 
 def _set_direct(fd: int, enabled: bool) -> bool:
