@@ -41,6 +41,7 @@ def add_parser(subparsers: Any) -> None:
         "--cache-dir",
         type=Path,
         default=None,
+        metavar="DIR",
         help="boothkey cache; .debs go to DIR/debs (default: ~/.cache/boothkey or $BOOTHKEY_CACHE)",
     )
     parser.add_argument(
