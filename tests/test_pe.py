@@ -1,0 +1,148 @@
+"""PE/COFF headers: section table, CheckSum, TimeDateStamp normalisation."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.errors import BuildError
+from builder.pe import normalise_pe, pe_checksum, read_pe, read_section
+
+EPOCH = 1_700_000_000
+
+
+def _align(value: int, alignment: int) -> int:
+    return -(-value // alignment) * alignment
+
+
+def minimal_pe(sections: list[tuple[str, bytes]], timestamp: int = 12345) -> bytes:
+    """A small PE32+ EFI application image holding `sections` (not meant to run)."""
+    file_align, section_align = 0x200, 0x1000
+    count = len(sections)
+    # Room for 8 more section headers, as real stubs have.
+    header_size = _align(0x40 + 24 + 240 + 40 * (count + 8), file_align)
+    table = b""
+    body = b""
+    raw_offset, virtual = header_size, section_align
+    for name, data in sections:
+        raw_size = _align(len(data), file_align)
+        table += struct.pack(
+            "<8sIIIIIIHHI", name.encode(), len(data), virtual, raw_size, raw_offset, 0, 0, 0, 0,
+            0x60000020 if name == ".text" else 0x40000040,
+        )  # fmt: skip
+        body += data + bytes(raw_size - len(data))
+        raw_offset += raw_size
+        virtual += _align(len(data), section_align)
+    dos = b"MZ" + bytes(0x3A) + struct.pack("<I", 0x40)
+    coff = b"PE\0\0" + struct.pack("<HHIIIHH", 0x8664, count, timestamp, 0, 0, 240, 0x206)
+    optional = struct.pack(
+        "<HBBIIIIIQIIHHHHHHIIIIHHQQQQII",
+        0x20B, 2, 40, 0x1000, 0, 0, section_align, section_align, 0,
+        section_align, file_align, 0, 0, 0, 0, 0, 0, 0,
+        virtual, header_size, 0xDEAD, 10, 0, 0, 0, 0, 0, 0, 16,
+    )  # fmt: skip
+    optional += bytes(16 * 8)
+    head = dos + coff + optional + table
+    return head + bytes(header_size - len(head)) + body
+
+
+def reference_checksum(data: bytes, checksum_offset: int) -> int:
+    """The PE checksum written the slow, obvious way, to check the streaming one."""
+    buf = bytearray(data)
+    buf[checksum_offset : checksum_offset + 4] = bytes(4)
+    if len(buf) % 2:
+        buf += b"\0"
+    total = 0
+    for (word,) in struct.iter_unpack("<H", buf):
+        total += word
+        total = (total & 0xFFFF) + (total >> 16)
+    return (total + len(data)) & 0xFFFFFFFF
+
+
+@pytest.fixture
+def pe_file(tmp_path: Path) -> Path:
+    path = tmp_path / "app.efi"
+    path.write_bytes(minimal_pe([(".text", b"\xc3" * 100), (".data", b"hello world")]))
+    return path
+
+
+def test_reads_sections_and_layout(pe_file: Path) -> None:
+    image = read_pe(pe_file)
+    assert [s.name for s in image.sections] == [".text", ".data"]
+    assert image.section(".data") is not None
+    assert image.section(".linux") is None
+    assert image.timestamp == 12345
+    assert image.section_alignment == 0x1000
+    assert image.end_of_image == 0x3000
+    assert not image.is_signed
+    assert read_section(pe_file, ".data") == b"hello world"
+
+
+def test_checksum_matches_reference(pe_file: Path, tmp_path: Path) -> None:
+    image = read_pe(pe_file)
+    data = pe_file.read_bytes()
+    assert pe_checksum(pe_file, image.checksum_offset) == reference_checksum(
+        data, image.checksum_offset
+    )
+    odd = tmp_path / "odd.efi"
+    odd.write_bytes(data + b"\x07")  # an odd length pads with a zero byte
+    assert pe_checksum(odd, image.checksum_offset) == reference_checksum(
+        odd.read_bytes(), image.checksum_offset
+    )
+
+
+def test_normalise_sets_timestamp_and_checksum_and_is_idempotent(pe_file: Path) -> None:
+    image = normalise_pe(pe_file, EPOCH)
+    assert image.timestamp == EPOCH
+    assert image.checksum == reference_checksum(pe_file.read_bytes(), image.checksum_offset)
+    once = pe_file.read_bytes()
+    normalise_pe(pe_file, EPOCH)
+    assert pe_file.read_bytes() == once
+
+
+def test_normalise_changes_only_the_two_fields(pe_file: Path) -> None:
+    before = pe_file.read_bytes()
+    image = normalise_pe(pe_file, EPOCH)
+    after = pe_file.read_bytes()
+    changed = {i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b}
+    allowed = set(range(image.timestamp_offset, image.timestamp_offset + 4))
+    allowed |= set(range(image.checksum_offset, image.checksum_offset + 4))
+    assert changed and changed <= allowed
+
+
+def test_not_a_pe_file_is_an_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.efi"
+    bogus.write_bytes(b"\x7fELF" + bytes(200))
+    with pytest.raises(BuildError, match="not a PE/COFF"):
+        read_pe(bogus)
+    truncated = tmp_path / "short.efi"
+    truncated.write_bytes(b"MZ")
+    with pytest.raises(BuildError, match="truncated"):
+        read_pe(truncated)
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed")
+def test_two_objcopy_runs_at_different_times_normalise_to_the_same_bytes(
+    pe_file: Path, tmp_path: Path
+) -> None:
+    payload = tmp_path / "payload.txt"
+    payload.write_bytes(b"boothkey")
+    outputs = []
+    for index, when in enumerate(("2021-03-04 05:06:07", "2029-12-31 23:59:59")):
+        out = tmp_path / f"out{index}.efi"
+        subprocess.run(
+            ["faketime", when, "objcopy", "--add-section", f".osrel={payload}",
+             "--change-section-vma", ".osrel=0x10000", pe_file, out],
+            check=True,
+        )  # fmt: skip
+        outputs.append(out)
+    raw = [p.read_bytes() for p in outputs]
+    assert raw[0] != raw[1], "objcopy no longer stamps the time: this test lost its point"
+    for out in outputs:
+        normalise_pe(out, EPOCH)
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    assert read_section(outputs[0], ".osrel") == b"boothkey"
