@@ -65,7 +65,7 @@ class StepCache:
                 record.get("format") == RECORD_FORMAT
                 and record.get("id") == step_id
                 and record.get("step") == name
-                and tree_digest(entry / "out") == record.get("content_digest")
+                and tree_digest(entry / "out", mtimes=True) == record.get("content_digest")
             )
         except (OSError, ValueError):
             ok = False
@@ -98,7 +98,7 @@ class StepCache:
             (staging / "out").mkdir(parents=True)
             try:
                 info = build(staging / "out")
-                digest = tree_digest(staging / "out")
+                digest = tree_digest(staging / "out", mtimes=True)
                 record = {
                     "format": RECORD_FORMAT,
                     "step": name,
