@@ -1,0 +1,154 @@
+"""The "initrd" step: boothkey's own small initrd, made only from locked packages.
+
+It holds busybox (busybox-static), dmsetup with its libraries and dynamic
+loader, the closure of `recipe.boot.initrd_modules` from the locked kernel
+(decompressed, loaded in dependency order), and `/init` (builder/initrd/init.sh),
+which verifies and mounts the root. The archive is cpio "newc" with sorted
+names, owner 0:0 and every mtime at SOURCE_DATE_EPOCH, compressed with zstd
+(which Debian's kernel unpacks), so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..canonical import sha256_bytes, sha256_file
+from ..debextract import extract_deb
+from ..elfdeps import library_closure, resolve_in_tree
+from ..errors import BuildError
+from ..fsutil import write_atomic
+from ..kmod import load_kernel_modules, read_module, resolve_load_order
+from ..tools import run_tool
+from .base import BuildContext, StepOutput
+
+INIT_SCRIPT = Path(__file__).resolve().parent.parent / "initrd" / "init.sh"
+BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
+DMSETUP_PATHS = ("/sbin/dmsetup", "/usr/sbin/dmsetup")
+MODULE_DIR = "lib/modules/boothkey"
+# Directories /init mounts on or needs before busybox installs its applets.
+SKELETON_DIRS = ("bin", "dev", "lib/modules/boothkey", "newroot", "proc", "run", "sys")
+ZSTD_LEVEL = 19
+
+
+class InitrdStep:
+    name: ClassVar[str] = "initrd"
+    version: ClassVar[int] = 1
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+        return {
+            "packages": [
+                {"name": p.name, "version": p.version, "sha256": p.sha256}
+                for p in ctx.lock.in_set("boot")
+            ],
+            "modules": list(ctx.recipe.boot.initrd_modules),
+            "init_sha256": sha256_file(INIT_SCRIPT),
+            "compression": f"zstd-{ZSTD_LEVEL}",
+        }
+
+    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+        packages = ctx.lock.in_set("boot")
+        if not packages:
+            raise BuildError(f"{ctx.lock.recipe_name}: the lock has no packages in the boot set")
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="initrd-", dir=ctx.scratch))
+        try:
+            staging = work / "packages"
+            for package in sorted(packages, key=lambda p: (p.name, p.architecture)):
+                extract_deb(ctx.deb_path(package), staging)
+            image = work / "initrd"
+            contents = assemble_initrd_tree(staging, image, ctx.recipe.boot.initrd_modules)
+            data = pack_initrd(image, ctx.source_date_epoch)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        write_atomic(out / "initrd.img", data)
+        for name, reason in contents.skipped_modules:
+            ctx.report(f"initrd: module {name} skipped: {reason}")
+        return {
+            "kernel_version": contents.kernel_version,
+            "modules": list(contents.modules),
+            "skipped_modules": [
+                {"name": name, "reason": reason} for name, reason in contents.skipped_modules
+            ],
+            "sha256": sha256_bytes(data),
+            "size": len(data),
+        }
+
+
+@dataclass(frozen=True)
+class InitrdContents:
+    kernel_version: str
+    modules: tuple[str, ...]  # load order, canonical names
+    skipped_modules: tuple[tuple[str, str], ...]  # (requested name, reason)
+
+
+def assemble_initrd_tree(staging: Path, image: Path, modules: tuple[str, ...]) -> InitrdContents:
+    """Lay out the initrd's files under `image` from the boot packages extracted in `staging`."""
+    for directory in SKELETON_DIRS:
+        (image / directory).mkdir(parents=True, exist_ok=True)
+    busybox = _first_existing(staging, BUSYBOX_PATHS, "busybox (package busybox-static)")
+    dmsetup = _first_existing(staging, DMSETUP_PATHS, "dmsetup (package dmsetup)")
+    if library_closure(staging, busybox):
+        raise BuildError(f"{busybox} in the boot packages is not static; use busybox-static")
+    _copy_file(staging, busybox, image / "bin/busybox", 0o755)
+    _copy_file(staging, dmsetup, image / "bin/dmsetup", 0o755)
+    for library in library_closure(staging, dmsetup):
+        _copy_file(staging, library, image / library.lstrip("/"), 0o755)
+    kernel = load_kernel_modules(staging)
+    closure = resolve_load_order(kernel, modules)
+    for name in closure.order:
+        target = image / MODULE_DIR / f"{name}.ko"
+        target.write_bytes(read_module(closure.files[name]))
+        target.chmod(0o644)
+    order_file = image / MODULE_DIR / "load-order"
+    order_file.write_text("".join(f"{name}\n" for name in closure.order))
+    order_file.chmod(0o644)
+    init = image / "init"
+    shutil.copyfile(INIT_SCRIPT, init)
+    init.chmod(0o755)
+    return InitrdContents(kernel.kernel_version, closure.order, closure.skipped)
+
+
+def pack_initrd(image: Path, source_date_epoch: int) -> bytes:
+    """cpio newc (sorted, 0:0, mtimes = epoch) of `image`, zstd-compressed; deterministic."""
+    names: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(image):
+        dirnames.sort()
+        for entry in (*dirnames, *filenames):
+            full = Path(dirpath) / entry
+            names.append(full.relative_to(image).as_posix())
+            if full.is_dir() and not full.is_symlink():
+                full.chmod(0o755)
+    for name in names:
+        os.utime(image / name, (source_date_epoch, source_date_epoch), follow_symlinks=False)
+    os.utime(image, (source_date_epoch, source_date_epoch))
+    listing = "".join(f"{name}\n" for name in sorted(names, key=lambda n: n.encode()))
+    archive = run_tool(
+        ["cpio", "-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet"],
+        cwd=image,
+        stdin=listing.encode(),
+    ).stdout
+    # One thread: zstd's multi-threaded framing may depend on the core count.
+    return run_tool(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], stdin=archive).stdout
+
+
+def _first_existing(staging: Path, candidates: tuple[str, ...], what: str) -> str:
+    for candidate in candidates:
+        if resolve_in_tree(staging, candidate) is not None:
+            return candidate
+    raise BuildError(f"{what} not found in the boot packages (looked for {', '.join(candidates)})")
+
+
+def _copy_file(staging: Path, source: str, target: Path, mode: int) -> None:
+    real = resolve_in_tree(staging, source)
+    if real is None:
+        raise BuildError(f"{source} not found in the boot packages")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(staging / real.lstrip("/"), target)
+    target.chmod(mode)
