@@ -27,8 +27,17 @@ from .treedigest import tree_digest
 
 # Host packages whose tools can shape the output bytes; their versions go into the manifest.
 RECORDED_HOST_PACKAGES = (
-    "mmdebstrap", "dpkg", "apt", "squashfs-tools", "erofs-utils", "cryptsetup-bin",
-    "dosfstools", "mtools", "binutils", "cpio", "zstd",
+    "mmdebstrap",
+    "dpkg",
+    "apt",
+    "squashfs-tools",
+    "erofs-utils",
+    "cryptsetup-bin",
+    "dosfstools",
+    "mtools",
+    "binutils",
+    "cpio",
+    "zstd",
 )
 
 
@@ -119,8 +128,12 @@ def make_manifest(
         "verity": {
             key: verity[key]
             for key in (
-                "root_hash", "salt", "data_blocks", "data_block_size",
-                "hash_block_size", "hash_algorithm",
+                "root_hash",
+                "salt",
+                "data_blocks",
+                "data_block_size",
+                "hash_block_size",
+                "hash_algorithm",
             )
         },
         "packages": [

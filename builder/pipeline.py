@@ -115,7 +115,9 @@ def run_pipeline(
         if on_step is not None:
             on_step(index, len(planned), step.name, sid)
 
-        def build(out: Path, step: Step = step, inputs: dict[str, StepOutput] = inputs) -> dict[str, Any]:
+        def build(
+            out: Path, step: Step = step, inputs: dict[str, StepOutput] = inputs
+        ) -> dict[str, Any]:
             try:
                 return step.run(ctx, inputs, out)
             except BuildError:

@@ -248,6 +248,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             "boot": False,
             "source_date_epoch": False,
             "secure_boot": False,
+            "data_partition": False,
         },
     )
     name = reader.string(top.get("name"), "name", _NAME_RE) if "name" in top else ""

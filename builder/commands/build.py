@@ -17,9 +17,13 @@ def add_parser(subparsers: Any) -> None:
         "build", help="build NAME.img and NAME.manifest.json from a locked recipe (offline)"
     )
     parser.add_argument("recipe", help="recipe file, e.g. recipes/booth.yaml")
-    parser.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out/)")
     parser.add_argument(
-        "--cache-dir", type=Path, default=None,
+        "--out", type=Path, default=Path("out"), help="output directory (default: out/)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
         help="cache of .debs and build steps (default: ~/.cache/boothkey or $BOOTHKEY_CACHE)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the result")
