@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__
+from .commands import boot as boot_command
 from .commands import fetch as fetch_command
 from .commands import flash as flash_command
 from .commands import keygen as keygen_command
@@ -18,6 +19,7 @@ from .errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
 COMMANDS: tuple[ModuleType, ...] = (
+    boot_command,
     lock_command,
     fetch_command,
     flash_command,
