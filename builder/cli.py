@@ -9,7 +9,11 @@ from types import ModuleType
 
 from . import __version__
 from .commands import boot as boot_command
+from .commands import build as build_command
+from .commands import cache as cache_command
+from .commands import election as election_command
 from .commands import fetch as fetch_command
+from .commands import fingerprint as fingerprint_command
 from .commands import flash as flash_command
 from .commands import keygen as keygen_command
 from .commands import lock as lock_command
@@ -19,13 +23,17 @@ from .errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
 COMMANDS: tuple[ModuleType, ...] = (
-    boot_command,
     lock_command,
     fetch_command,
+    build_command,
+    boot_command,
+    cache_command,
     flash_command,
     keygen_command,
     sign_command,
     verify_command,
+    election_command,
+    fingerprint_command,
 )
 
 
