@@ -126,6 +126,8 @@ class Target:
     description: str = ""  # model, vendor, removable: what the user sees to confirm
     # (device number, kernel name) of itself, its partitions and what is stacked on them
     related: tuple[tuple[str, str], ...] = field(default=())
+    # (kernel name, name of what is stacked on it: LVM, dm-crypt, md RAID)
+    held_by: tuple[tuple[str, str], ...] = field(default=())
 
 
 class _Sysfs:
@@ -279,8 +281,11 @@ def inspect_target(path: Path, host: HostView) -> Target:
     size = sysfs.size(node)
     own = [node] if node.is_partition else [node, *sysfs.partitions(node)]
     related = [*own]
+    held_by: list[tuple[str, str]] = []
     for item in own:
-        related.extend(sysfs.stacked(item, "holders"))
+        above = sysfs.stacked(item, "holders")
+        related.extend(above)
+        held_by.extend((item.name, holder.name) for holder in above)
     return Target(
         path=path,
         kind="block",
@@ -290,6 +295,7 @@ def inspect_target(path: Path, host: HostView) -> Target:
         disk=disk.name,
         description=_describe(sysfs, disk, size),
         related=tuple((n.device, n.name) for n in related),
+        held_by=tuple(held_by),
     )
 
 
@@ -308,6 +314,8 @@ def refusal_reasons(target: Target, image_size: int, host: HostView) -> list[str
     reasons: list[str] = []
     related = dict(target.related)
     reasons.extend(_in_use(host, related))
+    # Kernel users that mount nothing (an open LUKS volume, an LVM or RAID member) count too.
+    reasons.extend(f"{name} is in use by {holder}" for name, holder in target.held_by)
     sysfs = _Sysfs(host)
     system = _system_disks(host, sysfs)
     if target.disk in system:

@@ -152,7 +152,16 @@ def test_a_mount_with_an_anonymous_device_is_matched_by_source(machine: FakeMach
 def test_a_mount_through_device_mapper_is_found(machine: FakeMachine) -> None:
     machine.mapper("dm-3", "254:3", below="sdb1")
     machine.mount("254:3", "/mnt/secret", "/dev/mapper/secret")
-    assert reasons(machine, "/dev/sdb") == ["dm-3 is mounted on /mnt/secret"]
+    assert reasons(machine, "/dev/sdb") == [
+        "dm-3 is mounted on /mnt/secret",
+        "sdb1 is in use by dm-3",
+    ]
+
+
+def test_a_device_held_by_device_mapper_is_refused_even_unmounted(machine: FakeMachine) -> None:
+    machine.mapper("dm-4", "254:4", below="sdb2")
+    assert reasons(machine, "/dev/sdb") == ["sdb2 is in use by dm-4"]
+    assert reasons(machine, "/dev/sdb1", image_size=1024) == []
 
 
 def test_a_swap_partition_is_refused_and_marks_the_system_disk(machine: FakeMachine) -> None:
@@ -181,6 +190,7 @@ def test_a_root_on_device_mapper_marks_the_disk_below(tmp_path: Path) -> None:
     fake.mount("254:0", "/", "/dev/mapper/root")
     assert reasons(fake, "/dev/nvme0n1") == [
         "dm-0 is mounted on /",
+        "nvme0n12 is in use by dm-0",
         "nvme0n1 is the system disk (it holds /)",
     ]
 
