@@ -1,0 +1,127 @@
+"""Secure Boot signing of the UKI, with a signature that can be detached and reattached.
+
+sbsign appends an Authenticode certificate table (a WIN_CERTIFICATE holding a
+PKCS#7 signature) at the 8-byte-aligned end of the PE file, points the
+security data directory at it and updates the header CheckSum. Nothing else
+changes, so `attach_signature(unsigned, certificate_table(signed)) == signed`:
+an observer who rebuilds the unsigned UKI and takes the published table gets
+the published bytes exactly. The PKCS#7 signingTime is pinned to
+SOURCE_DATE_EPOCH (faketime) so signing the same UKI with the same key twice
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+from pathlib import Path
+
+from .errors import BuildError, InputError
+from .pe import SECURITY_DIRECTORY, parse_pe_headers
+from .tools import run_tool
+
+_WIN_CERT_REVISION_2 = 0x0200
+_WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
+_HEAD = 64 * 1024
+
+
+def _security_directory_offset(pe: bytes, shown: str) -> tuple[int, int, int]:
+    """(file offset of the security directory entry, its RVA field, its size field)."""
+    headers = parse_pe_headers(pe[:_HEAD], shown)
+    if len(headers.data_directories) <= SECURITY_DIRECTORY:
+        raise BuildError(f"{shown}: PE header has no security data directory")
+    pe_offset = struct.unpack_from("<I", pe, 0x3C)[0]
+    optional = pe_offset + 24
+    magic = struct.unpack_from("<H", pe, optional)[0]
+    directories = optional + (112 if magic == 0x20B else 96)
+    entry = directories + 8 * SECURITY_DIRECTORY
+    address, size = headers.data_directories[SECURITY_DIRECTORY]
+    return entry, address, size
+
+
+def _checksum(data: bytes, checksum_offset: int) -> int:
+    """The PE CheckSum (16-bit words, end-around carry, plus length), field counted as 0."""
+    buf = bytearray(data)
+    buf[checksum_offset : checksum_offset + 4] = b"\0\0\0\0"
+    if len(buf) % 2:
+        buf += b"\0"
+    total = sum(struct.unpack(f"<{len(buf) // 2}H", buf))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    result: int = (total + len(data)) & 0xFFFFFFFF
+    return result
+
+
+def certificate_table(signed_pe: bytes, shown: str = "signed UKI") -> bytes:
+    """The certificate table (WIN_CERTIFICATE entries, padded) a signed PE carries."""
+    _entry, address, size = _security_directory_offset(signed_pe, shown)
+    if size == 0:
+        raise BuildError(f"{shown}: is not signed (no certificate table)")
+    if address + size != len(signed_pe):
+        raise BuildError(f"{shown}: the certificate table is not at the end of the file")
+    return signed_pe[address : address + size]
+
+
+def parse_certificate_table(table: bytes) -> bytes:
+    """The PKCS#7 DER of the first WIN_CERTIFICATE; `InputError` if the blob is malformed."""
+    if len(table) < 8:
+        raise InputError("signature blob is too short for a WIN_CERTIFICATE")
+    length, revision, cert_type = struct.unpack_from("<IHH", table)
+    if revision != _WIN_CERT_REVISION_2 or cert_type != _WIN_CERT_TYPE_PKCS_SIGNED_DATA:
+        raise InputError("signature blob is not a PKCS#7 WIN_CERTIFICATE (revision 2)")
+    if not 8 < length <= len(table):
+        raise InputError("signature blob's WIN_CERTIFICATE length is out of range")
+    return table[8:length]
+
+
+def attach_signature(unsigned_pe: bytes, table: bytes, shown: str = "unsigned UKI") -> bytes:
+    """Append a published certificate table to an unsigned PE, as sbsign does.
+
+    The result equals the signed PE bit for bit when `unsigned_pe` is the
+    exact input sbsign signed. Raises `InputError` if the PE is already signed
+    or the table is malformed.
+    """
+    parse_certificate_table(table)
+    if len(table) % 8:
+        raise InputError("signature blob length is not a multiple of 8")
+    entry, _address, size = _security_directory_offset(unsigned_pe, shown)
+    if size != 0:
+        raise InputError(f"{shown}: already carries a signature")
+    data = bytearray(unsigned_pe)
+    data += bytes(-len(data) % 8)
+    struct.pack_into("<II", data, entry, len(data), len(table))
+    data += table
+    checksum_offset = parse_pe_headers(bytes(data[:_HEAD]), shown).checksum_offset
+    struct.pack_into("<I", data, checksum_offset, _checksum(bytes(data), checksum_offset))
+    return bytes(data)
+
+
+def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_time: int) -> None:
+    """Sign `unsigned` into `output` with sbsign, the PKCS#7 signingTime frozen at `signing_time`.
+
+    `key` must be an unencrypted PEM private key (sbsign can only prompt for a passphrase).
+    """
+    frozen = datetime.datetime.fromtimestamp(signing_time, datetime.UTC)
+    run_tool(
+        [
+            "faketime",
+            frozen.strftime("%Y-%m-%d %H:%M:%S"),
+            "sbsign",
+            "--key",
+            key,
+            "--cert",
+            certificate,
+            "--output",
+            output,
+            unsigned,
+        ]
+    )
+
+
+def sbverify(signed: Path, certificate: Path) -> bool:
+    """True when `sbverify --cert` accepts the signature."""
+    try:
+        run_tool(["sbverify", "--cert", certificate, signed])
+    except BuildError:
+        return False
+    return True

@@ -1,0 +1,114 @@
+"""Secure Boot: sign the UKI with sbsign, and publish the signature as a separable blob.
+
+Only planned when the recipe has `secure_boot: {key, certificate}`. Output:
+`out/BOOTX64.EFI` (signed), `out/cmdline.txt` (copied), `out/signature.bin`
+(the PE certificate table sbsign appended). The info, which the manifest
+records under "secure_boot", holds that blob in base64, so an observer
+rebuilds the unsigned UKI and reattaches it with
+`builder.secureboot.attach_signature` to get the signed UKI bit for bit.
+
+The key file may be passphrase-protected PEM: the passphrase is read from
+$BOOTHKEY_SECURE_BOOT_PASSPHRASE, and a decrypted copy lives in the build's
+scratch directory (mode 0600) only while sbsign runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cryptography.hazmat.primitives import serialization
+
+from ..canonical import sha256_bytes, sha256_file
+from ..errors import BuildError, InputError
+from ..fsutil import write_atomic
+from ..recipe import SecureBootOptions
+from ..secureboot import attach_signature, certificate_table, sbsign, sbverify
+from ..tools import package_version
+from .base import BuildContext, StepOutput
+
+PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
+
+
+def _options(ctx: BuildContext) -> SecureBootOptions:
+    if ctx.recipe.secure_boot is None:
+        raise RuntimeError("the sbsign step is only planned for recipes with secure_boot")
+    return ctx.recipe.secure_boot
+
+
+def write_plain_key(key: Path, target: Path) -> None:
+    """Write `key` unencrypted to `target` (0600), decrypting it with $BOOTHKEY_SECURE_BOOT_PASSPHRASE."""
+    try:
+        pem = key.read_bytes()
+    except OSError as exc:
+        raise InputError(f"secure_boot.key: {key}: cannot read: {exc.strerror}") from exc
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    try:
+        private = serialization.load_pem_private_key(
+            pem, password=passphrase.encode() if passphrase else None
+        )
+    except TypeError as exc:
+        raise InputError(
+            f"secure_boot.key: {key} is encrypted; set ${PASSPHRASE_ENV} to its passphrase"
+        ) from exc
+    except ValueError as exc:
+        raise InputError(
+            f"secure_boot.key: {key}: not a PEM private key, or wrong ${PASSPHRASE_ENV}"
+        ) from exc
+    plain = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_atomic(target, plain, mode=0o600)
+
+
+class SbsignStep:
+    name: ClassVar[str] = "sbsign"
+    version: ClassVar[int] = 1
+    requires: ClassVar[tuple[str, ...]] = ("uki",)
+
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+        # The certificate names the key: sbsign refuses a key that does not match it.
+        return {
+            "certificate_sha256": sha256_file(_options(ctx).certificate),
+            "signing_time": ctx.source_date_epoch,
+            "tool": {"sbsigntool": package_version("sbsigntool")},
+        }
+
+    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+        secure_boot = _options(ctx)
+        unsigned = inputs["uki"].path / "BOOTX64.EFI"
+        signed = out / "BOOTX64.EFI"
+        work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=ctx.scratch))
+        try:
+            os.chmod(work, 0o700)
+            key = work / "key.pem"
+            write_plain_key(secure_boot.key, key)
+            ctx.report("signing the UKI for Secure Boot (sbsign)")
+            sbsign(unsigned, key, secure_boot.certificate, signed, ctx.source_date_epoch)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        signed_bytes = signed.read_bytes()
+        table = certificate_table(signed_bytes, str(signed))
+        if attach_signature(unsigned.read_bytes(), table) != signed_bytes:
+            raise BuildError(
+                "step sbsign: the signature cannot be reattached to the unsigned UKI bit for bit"
+            )
+        if not sbverify(signed, secure_boot.certificate):
+            raise BuildError("step sbsign: sbverify rejects the signed UKI")
+        (out / "signature.bin").write_bytes(table)
+        shutil.copyfile(inputs["uki"].path / "cmdline.txt", out / "cmdline.txt")
+        return {
+            "sha256": sha256_bytes(signed_bytes),
+            "unsigned_sha256": sha256_file(unsigned),
+            "certificate_sha256": sha256_file(secure_boot.certificate),
+            "signature": base64.b64encode(table).decode(),
+            "signature_sha256": sha256_bytes(table),
+            "signing_time": ctx.source_date_epoch,
+        }
