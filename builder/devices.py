@@ -132,7 +132,6 @@ class Target:
 
 class _Sysfs:
     def __init__(self, host: HostView) -> None:
-        self.host = host
         self.root = host.sysfs
 
     def node(self, device: str) -> BlockNode | None:
