@@ -1,0 +1,215 @@
+"""`build.py election check|sign|data|stations|verify`: per-station election data.
+
+- `check DEFINITION [--stations FILE]`: validate, and list stations and their races.
+- `sign DEFINITION --station ID --key KEY [--key KEY2] -o ENVELOPE.json`
+- `data (DEFINITION --station ID --key KEY | --envelope FILE) (--manifest M | --size-mib N) -o FILE`:
+  a data partition image, to write at the "booth-data" partition's offset.
+- `stations DEFINITION [--stations FILE] --key KEY --out DIR (--manifest M [--image IMG] |
+  --size-mib N) [--jobs N]`: every station's envelope, data partition and (with --image)
+  full image, plus DIR/stations.json with each station's election fingerprint.
+- `verify FILE --keys DIR`: check the signature as the booth does; print the fingerprint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..election import (
+    ElectionDefinition,
+    envelope_bytes,
+    load_election,
+    parse_election_envelope,
+    sign_payload,
+    station_payload,
+    verify_election_envelope,
+)
+from ..errors import InputError
+from ..fingerprint import election_fingerprint, read_station_data
+from ..fsutil import write_atomic
+from ..keys import SigningKey, load_private_key, load_trusted_keys, read_passphrase
+from ..stations import (
+    MIB,
+    SoftwareImage,
+    data_partition_of,
+    make_stations,
+    open_software_image,
+    read_manifest,
+    write_data_partition,
+)
+from .sign import resolve_key_path
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "election", help="validate, sign and write per-station election data"
+    )
+    actions = parser.add_subparsers(dest="election_command", required=True, metavar="ACTION")
+
+    check = actions.add_parser("check", help="validate an election definition and station list")
+    _definition_args(check)
+    check.set_defaults(run=run_check)
+
+    sign = actions.add_parser("sign", help="sign one station's election data (DSSE envelope)")
+    _definition_args(sign)
+    sign.add_argument("--station", required=True, help="station id")
+    _key_args(sign)
+    sign.add_argument("-o", "--output", type=Path, required=True, help="envelope file to write")
+    sign.set_defaults(run=run_sign)
+
+    data = actions.add_parser("data", help="write one station's data partition image")
+    data.add_argument("definition", nargs="?", type=Path, help="election definition (YAML/JSON)")
+    data.add_argument("--stations", type=Path, help="station list (CSV or YAML)")
+    data.add_argument("--station", help="station id (with a definition)")
+    data.add_argument("--envelope", type=Path, help="an already signed envelope instead")
+    _key_args(data, required=False)
+    _size_args(data)
+    data.add_argument("-o", "--output", type=Path, required=True, help="data partition image")
+    data.set_defaults(run=run_data)
+
+    stations = actions.add_parser("stations", help="data partitions and images for all stations")
+    _definition_args(stations)
+    _key_args(stations)
+    _size_args(stations)
+    stations.add_argument("--image", type=Path, help="software image: also write station images")
+    stations.add_argument("--out", type=Path, required=True, help="output directory")
+    stations.add_argument(
+        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="parallel stations"
+    )
+    stations.set_defaults(run=run_stations)
+
+    verify = actions.add_parser("verify", help="check election data as the booth does")
+    verify.add_argument("file", type=Path, help="envelope, data partition or station image")
+    verify.add_argument(
+        "--keys", type=Path, required=True, help="directory of trusted authority *.pub.json"
+    )
+    verify.set_defaults(run=run_verify)
+
+
+def _definition_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("definition", type=Path, help="election definition (YAML or JSON)")
+    parser.add_argument("--stations", type=Path, help="station list (CSV or YAML)")
+
+
+def _key_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--key",
+        action="append",
+        required=required,
+        default=[],
+        help="authority key name or file (repeat for several signers)",
+    )
+    parser.add_argument("--private-dir", type=Path, help="private key directory")
+
+
+def _size_args(parser: argparse.ArgumentParser) -> None:
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--manifest", type=Path, help="manifest of the software image")
+    size.add_argument("--size-mib", type=int, help="data partition size in MiB")
+
+
+def _load(args: argparse.Namespace) -> ElectionDefinition:
+    return load_election(args.definition, args.stations)
+
+
+def _signing_keys(args: argparse.Namespace) -> list[SigningKey]:
+    keys = []
+    for key in args.key:
+        path, name = resolve_key_path(key, args.private_dir)
+        keys.append(load_private_key(path, name, read_passphrase(f"Passphrase for key {name}: ")))
+    if not keys:
+        raise InputError("give at least one --key to sign the election data")
+    return keys
+
+
+def _data_size(args: argparse.Namespace) -> int:
+    if args.manifest is not None:
+        return data_partition_of(read_manifest(args.manifest), str(args.manifest))[1]
+    if not 1 <= args.size_mib <= 1024:
+        raise InputError(f"--size-mib: expected 1..1024, got {args.size_mib}")
+    return int(args.size_mib) * MIB
+
+
+def run_check(args: argparse.Namespace) -> int:
+    definition = _load(args)
+    print(f"election {definition.id}: {definition.name}")
+    for race in definition.races:
+        rules = race.rules
+        print(
+            f"  race {race.id}: {race.name} — choose {rules.min}..{rules.max} {rules.choose}"
+            f"{' (blank allowed)' if rules.blank else ''}, {race.choice_count()} choices"
+        )
+    for station in definition.stations:
+        races = " ".join(station.races) if station.races else "all races"
+        print(f"  station {station.id}: {station.name} ({races})")
+    print(f"ok: {len(definition.races)} races, {len(definition.stations)} stations")
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    definition = _load(args)
+    station = definition.station(args.station)
+    envelope = sign_payload(station_payload(definition, station), _signing_keys(args))
+    write_atomic(args.output, envelope_bytes(envelope))
+    print(f"wrote {args.output}")
+    _print_fingerprint(envelope.payload)
+    return 0
+
+
+def run_data(args: argparse.Namespace) -> int:
+    size = _data_size(args)
+    if args.envelope is not None:
+        if args.definition is not None or args.station is not None or args.key:
+            raise InputError("--envelope replaces the definition, --station and --key")
+        envelope = args.envelope.read_bytes()
+        payload = parse_election_envelope(envelope, str(args.envelope)).payload
+    else:
+        if args.definition is None or args.station is None:
+            raise InputError("give a definition and --station, or --envelope")
+        definition = _load(args)
+        signed = sign_payload(
+            station_payload(definition, definition.station(args.station)), _signing_keys(args)
+        )
+        envelope, payload = envelope_bytes(signed), signed.payload
+    write_data_partition(args.output, envelope, size)
+    print(f"wrote {args.output} ({size} bytes)")
+    _print_fingerprint(payload)
+    return 0
+
+
+def run_stations(args: argparse.Namespace) -> int:
+    definition = _load(args)
+    software: SoftwareImage | None = None
+    if args.image is not None:
+        if args.manifest is None:
+            raise InputError("--image needs --manifest (the software image's manifest)")
+        software = open_software_image(args.image, args.manifest)
+    keys = _signing_keys(args)
+    results = make_stations(
+        definition,
+        definition.stations,
+        keys,
+        args.out,
+        data_size=_data_size(args),
+        software=software,
+        jobs=args.jobs,
+        report=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(f"wrote {len(results)} stations to {args.out} (see {args.out / 'stations.json'})")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    data = read_station_data(args.file)
+    envelope = parse_election_envelope(data.envelope, str(args.file))
+    signers = verify_election_envelope(envelope, load_trusted_keys(args.keys), str(args.file))
+    print(f"signed by {', '.join(signers)}: OK")
+    _print_fingerprint(data.payload)
+    return 0
+
+
+def _print_fingerprint(payload: bytes) -> None:
+    print(f"election fingerprint {election_fingerprint(payload)}")

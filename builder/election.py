@@ -1,0 +1,449 @@
+"""Election definitions: parse and validate, per-station payloads, signing, the data partition.
+
+An election definition (YAML or JSON, see docs/election-data.md) names the
+election, its races (lists and/or candidates, with rules) and optionally its
+polling stations; a station list may also come from its own CSV or YAML file.
+Every problem is reported with the file and the path inside it, all at once.
+
+For each station the payload is the canonical JSON of the election, that
+station and the races it votes on. An election authority signs it in a DSSE
+envelope (payload type `PAYLOAD_TYPE`); the "booth-data" partition holds
+`MAGIC`, the envelope's length (8 bytes, big-endian), the envelope, then zeros.
+The booth (overlays/booth/usr/lib/booth/booth/) reads exactly this.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .canonical import canonical_json
+from .dsse import Envelope, Signature, pae
+from .errors import InputError, ValidationErrors, VerificationFailed
+from .keys import PublicKey, SigningKey
+from .recipe import _kind, _Reader
+
+FORMAT = 1
+PAYLOAD_KIND = "boothkey-election-data"
+PAYLOAD_TYPE = "application/vnd.boothkey.election+json"
+MAGIC = b"BKDATA01"
+HEADER = struct.Struct(">8sQ")
+MAX_ENVELOPE = 16 * 1024 * 1024  # the booth refuses anything larger
+CHOOSE = ("list", "candidate")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Names are shown on the booth's console: no control characters (escape sequences).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class PartyList:
+    id: str
+    name: str
+    candidates: tuple[Candidate, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "candidates": [c.to_json() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The voter picks between `min` and `max` lists or candidates; or, if `blank`, none."""
+
+    choose: str  # "list" or "candidate"
+    min: int
+    max: int
+    blank: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"choose": self.choose, "min": self.min, "max": self.max, "blank": self.blank}
+
+
+@dataclass(frozen=True)
+class Race:
+    id: str
+    name: str
+    rules: Rules
+    lists: tuple[PartyList, ...]
+    candidates: tuple[Candidate, ...]  # not on any list
+
+    def choice_count(self) -> int:
+        if self.rules.choose == "list":
+            return len(self.lists)
+        return sum(len(item.candidates) for item in self.lists) + len(self.candidates)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "rules": self.rules.to_json(),
+            "lists": [item.to_json() for item in self.lists],
+            "candidates": [c.to_json() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
+class Station:
+    id: str
+    name: str
+    races: tuple[str, ...]  # race ids; empty means every race
+
+
+@dataclass(frozen=True)
+class ElectionDefinition:
+    path: Path
+    id: str
+    name: str
+    date: str | None
+    races: tuple[Race, ...]
+    stations: tuple[Station, ...]
+
+    def station(self, station_id: str) -> Station:
+        for station in self.stations:
+            if station.id == station_id:
+                return station
+        known = ", ".join(s.id for s in self.stations) or "none defined"
+        raise InputError(f"{self.path}: no station {station_id!r} (stations: {known})")
+
+
+def _read_structured(path: Path) -> tuple[Any, str]:
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{shown}: not UTF-8 text") from exc
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as exc:
+        raise InputError(f"{shown}: not valid YAML or JSON: {exc}") from exc
+
+
+def load_election(path: Path | str, stations_file: Path | str | None = None) -> ElectionDefinition:
+    """Read and validate a definition (and a station list, which replaces its `stations`)."""
+    definition_path = Path(path)
+    raw, _text = _read_structured(definition_path)
+    reader = _Reader(str(path))
+    top = reader.mapping(
+        raw, "", {"format": False, "election": True, "races": True, "stations": False}
+    )
+    if top.get("format", FORMAT) != FORMAT:
+        reader.error(
+            "format", f"unsupported format {top.get('format')!r} (this tool reads {FORMAT})"
+        )
+    info = reader.mapping(
+        top.get("election", {}), "election", {"id": True, "name": True, "date": False}
+    )
+    election_id = reader.string(info.get("id"), "election.id", _ID_RE) if "id" in info else ""
+    election_name = _name(reader, info.get("name"), "election.name") if "name" in info else ""
+    date = None
+    if "date" in info:
+        date = reader.string(info["date"], "election.date", re.compile(r"^\d{4}-\d{2}-\d{2}$"))
+    races = _races(reader, top.get("races", []))
+    race_ids = [race.id for race in races]
+    stations: tuple[Station, ...] = ()
+    if "stations" in top:
+        stations = _stations(reader, top["stations"], "stations", race_ids)
+    if reader.problems:
+        raise ValidationErrors(reader.problems)
+    if stations_file is not None:
+        stations = load_stations(stations_file, race_ids)
+    return ElectionDefinition(definition_path, election_id, election_name, date, races, stations)
+
+
+def load_stations(path: Path | str, race_ids: Sequence[str]) -> tuple[Station, ...]:
+    """A station list: CSV with a header `id,name[,races]` (races separated by spaces),
+    or YAML/JSON: a list of {id, name, races?} (or a mapping with key `stations`)."""
+    station_path = Path(path)
+    reader = _Reader(str(path))
+    if station_path.suffix.lower() == ".csv":
+        stations = _stations_csv(reader, station_path, race_ids)
+    else:
+        raw, _text = _read_structured(station_path)
+        if isinstance(raw, dict):
+            raw = reader.mapping(raw, "", {"stations": True}).get("stations", [])
+        stations = _stations(reader, raw, "stations", race_ids)
+    if reader.problems:
+        raise ValidationErrors(reader.problems)
+    return stations
+
+
+def _stations_csv(reader: _Reader, path: Path, race_ids: Sequence[str]) -> tuple[Station, ...]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as UTF-8 text: {exc}") from exc
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [cell.strip() for cell in rows[0]] not in (
+        ["id", "name"],
+        ["id", "name", "races"],
+    ):
+        raise InputError(f"{path}: line 1: the header must be id,name or id,name,races")
+    entries: list[Any] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) not in (2, 3):
+            reader.error(f"line {line}", f"expected 2 or 3 fields, got {len(row)}")
+            continue
+        entry: dict[str, Any] = {"id": row[0].strip(), "name": row[1].strip()}
+        if len(row) == 3 and row[2].strip():
+            entry["races"] = row[2].split()
+        entries.append((f"line {line}", entry))
+    return _station_entries(reader, entries, race_ids)
+
+
+def _stations(
+    reader: _Reader, raw: Any, where: str, race_ids: Sequence[str]
+) -> tuple[Station, ...]:
+    if not isinstance(raw, list):
+        reader.error(where, f"expected a list, got {_kind(raw)}")
+        return ()
+    return _station_entries(
+        reader, [(f"{where}[{i}]", item) for i, item in enumerate(raw)], race_ids
+    )
+
+
+def _station_entries(
+    reader: _Reader, entries: list[Any], race_ids: Sequence[str]
+) -> tuple[Station, ...]:
+    stations: list[Station] = []
+    seen: set[str] = set()
+    for where, item in entries:
+        entry = reader.mapping(item, where, {"id": True, "name": True, "races": False})
+        station_id = reader.string(entry.get("id"), f"{where}.id", _ID_RE) if "id" in entry else ""
+        name = _name(reader, entry.get("name"), f"{where}.name") if "name" in entry else ""
+        races = reader.string_list(entry.get("races", []), f"{where}.races")
+        for index, race_id in enumerate(races):
+            if race_id and race_id not in race_ids:
+                reader.error(f"{where}.races[{index}]", f"no race {race_id!r} in the election")
+        if station_id in seen:
+            reader.error(f"{where}.id", f"duplicate station {station_id!r}")
+        seen.add(station_id)
+        stations.append(Station(station_id, name, races))
+    return tuple(stations)
+
+
+def _name(reader: _Reader, value: Any, where: str) -> str:
+    text = reader.string(value, where)
+    if _CONTROL_RE.search(text):
+        reader.error(where, "contains control characters")
+    return text
+
+
+def _people(reader: _Reader, raw: Any, where: str, seen: set[str]) -> tuple[Candidate, ...]:
+    if not isinstance(raw, list):
+        reader.error(where, f"expected a list, got {_kind(raw)}")
+        return ()
+    people = []
+    for index, item in enumerate(raw):
+        at = f"{where}[{index}]"
+        entry = reader.mapping(item, at, {"id": True, "name": True})
+        person_id = reader.string(entry.get("id"), f"{at}.id", _ID_RE) if "id" in entry else ""
+        _check_unique(reader, person_id, f"{at}.id", seen)
+        name = _name(reader, entry.get("name"), f"{at}.name") if "name" in entry else ""
+        people.append(Candidate(person_id, name))
+    return tuple(people)
+
+
+def _check_unique(reader: _Reader, item_id: str, where: str, seen: set[str]) -> None:
+    if item_id and item_id in seen:
+        reader.error(where, f"duplicate id {item_id!r} in this race")
+    seen.add(item_id)
+
+
+def _races(reader: _Reader, raw: Any) -> tuple[Race, ...]:
+    if not isinstance(raw, list) or not raw:
+        reader.error("races", f"expected a non-empty list, got {_kind(raw)}")
+        return ()
+    races: list[Race] = []
+    race_ids: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"races[{index}]"
+        entry = reader.mapping(
+            item,
+            where,
+            {"id": True, "name": True, "rules": True, "lists": False, "candidates": False},
+        )
+        race_id = reader.string(entry.get("id"), f"{where}.id", _ID_RE) if "id" in entry else ""
+        if race_id in race_ids:
+            reader.error(f"{where}.id", f"duplicate race {race_id!r}")
+        race_ids.add(race_id)
+        name = _name(reader, entry.get("name"), f"{where}.name") if "name" in entry else ""
+        seen: set[str] = set()
+        lists: list[PartyList] = []
+        raw_lists = entry.get("lists", [])
+        if not isinstance(raw_lists, list):
+            reader.error(f"{where}.lists", f"expected a list, got {_kind(raw_lists)}")
+            raw_lists = []
+        for list_index, list_item in enumerate(raw_lists):
+            at = f"{where}.lists[{list_index}]"
+            list_entry = reader.mapping(
+                list_item, at, {"id": True, "name": True, "candidates": False}
+            )
+            list_id = (
+                reader.string(list_entry.get("id"), f"{at}.id", _ID_RE)
+                if "id" in list_entry
+                else ""
+            )
+            _check_unique(reader, list_id, f"{at}.id", seen)
+            list_name = (
+                _name(reader, list_entry.get("name"), f"{at}.name") if "name" in list_entry else ""
+            )
+            members = _people(reader, list_entry.get("candidates", []), f"{at}.candidates", seen)
+            lists.append(PartyList(list_id, list_name, members))
+        candidates = _people(reader, entry.get("candidates", []), f"{where}.candidates", seen)
+        rules = _rules(reader, entry.get("rules", {}), f"{where}.rules")
+        race = Race(race_id, name, rules, tuple(lists), candidates)
+        if rules.choose and "rules" in entry:
+            count = race.choice_count()
+            if count == 0:
+                reader.error(f"{where}.rules.choose", f"there is no {rules.choose} to choose")
+            elif rules.max > count:
+                reader.error(
+                    f"{where}.rules.max", f"{rules.max} is more than the {count} {rules.choose}s"
+                )
+        races.append(race)
+    return tuple(races)
+
+
+def _rules(reader: _Reader, raw: Any, where: str) -> Rules:
+    entry = reader.mapping(raw, where, {"choose": True, "min": False, "max": False, "blank": False})
+    choose = (
+        reader.choice(entry.get("choose"), f"{where}.choose", CHOOSE) if "choose" in entry else ""
+    )
+    counts = []
+    for key in ("min", "max"):
+        value = entry.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+            reader.error(f"{where}.{key}", f"expected a whole number from 1 to 1000, got {value!r}")
+            value = 1
+        counts.append(value)
+    if counts[0] > counts[1]:
+        reader.error(f"{where}.min", f"min {counts[0]} is more than max {counts[1]}")
+    blank = entry.get("blank", False)
+    if not isinstance(blank, bool):
+        reader.error(f"{where}.blank", f"expected true or false, got {blank!r}")
+        blank = False
+    return Rules(choose, counts[0], counts[1], blank)
+
+
+def station_payload(definition: ElectionDefinition, station: Station) -> dict[str, Any]:
+    """The canonical form signed for one station: the election, the station, its races."""
+    election: dict[str, Any] = {"id": definition.id, "name": definition.name}
+    if definition.date is not None:
+        election["date"] = definition.date
+    races = [r for r in definition.races if not station.races or r.id in station.races]
+    return {
+        "format": FORMAT,
+        "type": PAYLOAD_KIND,
+        "election": election,
+        "station": {"id": station.id, "name": station.name},
+        "races": [race.to_json() for race in races],
+    }
+
+
+def sign_payload(payload: Mapping[str, Any], keys: Sequence[SigningKey]) -> Envelope:
+    """A DSSE envelope over the canonical payload, signed by every key in `keys`."""
+    if not keys:
+        raise InputError("election data must be signed: give at least one --key")
+    envelope = Envelope(PAYLOAD_TYPE, canonical_json(dict(payload)), ())
+    for key in keys:
+        envelope = envelope.add_signature(key)
+    return envelope
+
+
+def envelope_bytes(envelope: Envelope) -> bytes:
+    """The exact bytes stored on the data partition and in `STATION.election.json`."""
+    return canonical_json(envelope.to_json())
+
+
+def parse_election_envelope(data: bytes, shown: str) -> Envelope:
+    """Parse an election envelope; structural problems are `InputError`s naming `shown`."""
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise InputError(f"{shown}: not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or set(raw) != {"payloadType", "payload", "signatures"}:
+        raise InputError(f"{shown}: expected exactly payloadType, payload and signatures")
+    if raw["payloadType"] != PAYLOAD_TYPE:
+        raise InputError(f"{shown}: payloadType {raw['payloadType']!r} is not {PAYLOAD_TYPE}")
+    if not isinstance(raw["signatures"], list):
+        raise InputError(f"{shown}: signatures: expected a list")
+    try:
+        payload = base64.b64decode(str(raw["payload"]), validate=True)
+        signatures = tuple(
+            Signature(str(entry["keyid"]), base64.b64decode(str(entry["sig"]), validate=True))
+            for entry in raw["signatures"]
+        )
+    except (binascii.Error, KeyError, TypeError) as exc:
+        raise InputError(f"{shown}: payload or a signature is malformed: {exc}") from exc
+    return Envelope(PAYLOAD_TYPE, payload, signatures)
+
+
+def verify_election_envelope(
+    envelope: Envelope, trusted: Mapping[str, PublicKey], shown: str
+) -> list[str]:
+    """Names of trusted keys with a valid signature, by the booth's rule: at least one, and
+    no signature claiming a trusted key may fail. `VerificationFailed` otherwise."""
+    if not envelope.signatures:
+        raise VerificationFailed(f"{shown}: the election data is not signed")
+    message = pae(envelope.payload_type, envelope.payload)
+    signers: list[str] = []
+    for signature in envelope.signatures:
+        key = trusted.get(signature.keyid)
+        if key is None:
+            continue
+        if not key.verify(signature.sig, message):
+            raise VerificationFailed(
+                f"{shown}: the signature by {key.name} does not match: altered"
+            )
+        if key.name not in signers:
+            signers.append(key.name)
+    if not signers:
+        raise VerificationFailed(f"{shown}: signed only by keys that are not trusted")
+    return signers
+
+
+def partition_prefix(envelope: bytes) -> bytes:
+    """Header plus envelope: the data partition's non-zero start (the rest is zeros)."""
+    if not envelope or len(envelope) > MAX_ENVELOPE:
+        raise InputError(f"election envelope of {len(envelope)} bytes is empty or too large")
+    return HEADER.pack(MAGIC, len(envelope)) + envelope
+
+
+def envelope_from_partition(start: bytes, shown: str) -> bytes:
+    """The envelope stored at the start of a data partition; `InputError` if there is none."""
+    if len(start) < HEADER.size:
+        raise InputError(f"{shown}: too short for a data partition")
+    magic, length = HEADER.unpack_from(start)
+    if magic != MAGIC:
+        empty = start[: HEADER.size].strip(b"\0") == b""
+        raise InputError(f"{shown}: {'no election data (zeros)' if empty else 'not election data'}")
+    if not 0 < length <= MAX_ENVELOPE or HEADER.size + length > len(start):
+        raise InputError(f"{shown}: election data length {length} is impossible here")
+    return start[HEADER.size : HEADER.size + length]
