@@ -485,3 +485,14 @@ def test_the_command_line(tmp_path: Path, image: Path, capsys: pytest.CaptureFix
     manifest.unlink()
     assert main(["flash", str(image), str(target)]) == EXIT_BAD_INPUT
     assert "no such manifest (pass --manifest)" in capsys.readouterr().err
+
+
+def test_a_target_that_reads_back_short_fails_verification(tmp_path: Path, image: Path) -> None:
+    target = inspect_target(tmp_path / "key.img", HostView("", ""))
+
+    def shrink(path: Path) -> None:
+        os.truncate(path, 3 * 65536)  # a counterfeit key that silently drops what it cannot hold
+
+    [result] = flash_targets(image, [target], _facts(image), hooks=FlashHooks(after_write=shrink))
+    assert result.status == "FAILED"
+    assert result.reason == f"target ends after {3 * 65536} bytes, the image has {IMAGE_SIZE}"
