@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -43,6 +44,11 @@ MIB = 1024 * 1024
 if str(BOOTH_LIB) not in sys.path:
     # The booth package is not installed on the host; it is imported from the overlay.
     sys.path.insert(0, str(BOOTH_LIB))
+
+
+def booth_module(name: str) -> Any:
+    """A module of the booth package (imported by name: the booth is not a host package)."""
+    return importlib.import_module(f"booth.{name}")
 
 
 def signing_key(name: str = "test-authority") -> SigningKey:

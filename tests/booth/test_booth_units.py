@@ -1,0 +1,172 @@
+"""The booth's modules on their own, and agreement between the booth's and the builder's
+implementations of every shared format (fingerprints, data partition, envelope, payload)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from booth_helpers import (
+    KEYS,
+    altered_envelope,
+    booth_module,
+    data_partition,
+    example_definition,
+    example_envelope,
+)
+
+from builder import election as builder_election
+from builder import fingerprint as builder_fingerprint
+
+ballot = booth_module("ballot")
+datapart = booth_module("datapart")
+election = booth_module("election")
+fingerprint = booth_module("fingerprint")
+
+
+def _trusted(*names: str) -> dict[str, object]:
+    keys = {}
+    for name in names:
+        key = datapart.parse_public_key((KEYS / f"{name}.pub.json").read_bytes(), name)
+        keys[key.keyid] = key
+    return keys
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_booth_and_builder_fingerprints_agree(seed: int) -> None:
+    digest = hashlib.sha256(f"seed {seed}".encode()).hexdigest()
+    assert fingerprint.software_fingerprint(digest) == builder_fingerprint.software_fingerprint(
+        digest
+    )
+    payload = f"payload {seed}".encode()
+    assert fingerprint.election_fingerprint(payload) == builder_fingerprint.election_fingerprint(
+        payload
+    )
+
+
+def test_root_hash_from_cmdline() -> None:
+    root = "ab" * 32
+    assert fingerprint.root_hash_from_cmdline(f"quiet boothkey.roothash={root} x=1") == root
+    assert fingerprint.root_hash_from_cmdline("quiet") is None
+    assert fingerprint.root_hash_from_cmdline("boothkey.roothash=xyz") is None
+
+
+def test_booth_reads_what_the_builder_writes(tmp_path: Path) -> None:
+    envelope = example_envelope("0003")
+    data = data_partition(tmp_path / "data.img", envelope, size=2 * 1024 * 1024)
+    assert data.stat().st_size == 2 * 1024 * 1024
+    assert datapart.read_partition(data) == envelope
+    checked = datapart.check_envelope(envelope, _trusted("test-authority"))
+    assert checked.signers == ("test-authority",)
+    definition = example_definition()
+    expected = builder_election.station_payload(definition, definition.station("0003"))
+    assert json.loads(checked.payload) == expected
+    parsed = election.parse_payload(checked.payload)
+    assert parsed.station_id == "0003"
+    assert [race.id for race in parsed.races] == ["council", "mayor-list"]
+    assert [choice.id for choice in parsed.races[0].choices] == ["A1", "A2", "B1", "B2", "I1"]
+    assert [choice.id for choice in parsed.races[1].choices] == ["yes", "no"]
+
+
+def test_builder_reads_back_the_envelope_from_a_partition(tmp_path: Path) -> None:
+    envelope = example_envelope()
+    data = data_partition(tmp_path / "data.img", envelope)
+    found = builder_fingerprint.read_station_data(data)
+    assert found.envelope == envelope
+    assert found.fingerprint == fingerprint.election_fingerprint(found.payload)
+
+
+def test_check_envelope_refusals() -> None:
+    good = example_envelope()
+    with pytest.raises(datapart.DataRefused) as refused:
+        datapart.check_envelope(altered_envelope(good), _trusted("test-authority"))
+    assert refused.value.reason == "altered"
+    with pytest.raises(datapart.DataRefused) as refused:
+        datapart.check_envelope(good, _trusted("test-other"))
+    assert refused.value.reason == "unknown-key"
+    with pytest.raises(datapart.DataRefused) as refused:
+        datapart.check_envelope(b"{not json", _trusted("test-authority"))
+    assert refused.value.reason == "damaged"
+
+
+def test_partition_header_refusals(tmp_path: Path) -> None:
+    zeros = data_partition(tmp_path / "zeros.img", None)
+    with pytest.raises(datapart.DataRefused, match="no election data") as refused:
+        datapart.read_partition(zeros)
+    assert refused.value.reason == "missing"
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"something else entirely" + bytes(100))
+    with pytest.raises(datapart.DataRefused) as refused:
+        datapart.read_partition(junk)
+    assert refused.value.reason == "damaged"
+    with pytest.raises(datapart.DataRefused) as refused:
+        datapart.read_partition(tmp_path / "absent.img")
+    assert refused.value.reason == "missing"
+
+
+def test_key_list_rendered_from_a_recipe_variable(tmp_path: Path) -> None:
+    key = json.loads((KEYS / "test-authority.pub.json").read_text())
+    key_list = tmp_path / "authority-keys.json"
+    key_list.write_text(json.dumps([key]))
+    trusted = datapart.load_trusted_keys(tmp_path / "no-dir", key_list)
+    assert [k.name for k in trusted.values()] == ["test-authority"]
+    broken = dict(key, keyid="00" * 32)
+    key_list.write_text(json.dumps([broken]))
+    with pytest.raises(datapart.DataRefused, match="keyid does not match"):
+        datapart.load_trusted_keys(tmp_path / "no-dir", key_list)
+
+
+def test_find_data_partition_by_gpt_name(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    for name, partname in (("sda1", "esp"), ("sda4", "booth-data"), ("sda", None)):
+        (sysfs / name).mkdir(parents=True)
+        lines = [f"DEVNAME={name}"] + ([f"PARTNAME={partname}"] if partname else [])
+        (sysfs / name / "uevent").write_text("\n".join(lines) + "\n")
+    assert datapart.find_data_partition(sysfs, tmp_path / "dev") == tmp_path / "dev" / "sda4"
+    (sysfs / "sdb4").mkdir()
+    (sysfs / "sdb4" / "uevent").write_text("DEVNAME=sdb4\nPARTNAME=booth-data\n")
+    with pytest.raises(datapart.DataRefused, match="several booth-data"):
+        datapart.find_data_partition(sysfs, tmp_path / "dev")
+
+
+def _race(
+    choose: str = "candidate", minimum: int = 1, maximum: int = 2, blank: bool = True
+) -> object:
+    choices = tuple(election.Choice(n, f"c{n}", f"Choice {n}") for n in range(1, 5))
+    return election.Race("r", "Race", choose, minimum, maximum, blank, choices)
+
+
+def test_parse_answer_applies_the_rules() -> None:
+    race = _race(minimum=2, maximum=3, blank=False)
+    assert ballot.parse_answer(race, "4 1").numbers == (1, 4)
+    for answer, problem in (
+        ("1", "at least 2"),
+        ("1 2 3 4", "at most 3"),
+        ("0", "blank vote is not allowed"),
+        ("1 1", "twice"),
+        ("x", "not a number"),
+        ("", "type the number"),
+    ):
+        with pytest.raises(ballot.InvalidChoice, match=problem):
+            ballot.parse_answer(race, answer)
+    assert ballot.parse_answer(_race(), "0").numbers == ()
+
+
+def test_ballot_code_round_trip_and_check() -> None:
+    race = _race()
+    votes = [ballot.RaceVote(race, (1, 3)), ballot.RaceVote(race, ())]
+    code = ballot.ballot_code("ABCD-EFGH-IJKL-MNOP", votes)
+    assert code.startswith("BK1:ABCDEFGH:1.3:B:")
+    assert set(code) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+    assert ballot.decode_ballot_code(code) == ("ABCDEFGH", [(1, 3), ()])
+    damaged = code.replace("1.3", "1.4")
+    with pytest.raises(ValueError, match="check"):
+        ballot.decode_ballot_code(damaged)
+
+
+def test_invalid_payload_is_refused() -> None:
+    with pytest.raises(datapart.DataRefused) as refused:
+        election.parse_payload(json.dumps({"type": "something"}).encode())
+    assert refused.value.reason == "invalid"
