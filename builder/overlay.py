@@ -47,7 +47,9 @@ def resolve_in_tree(root: Path, rel: str, *, follow_last: bool = True) -> str:
     relative path with no symlink left in it (but the last component when
     `follow_last` is False).
 
-    Raise `Escape` if a symlink's target climbs above the root with "..", or on a loop.
+    Raise `Escape` if a ".." would climb above the root (in `rel` or in a symlink's
+    target, relative or absolute: a chroot would clamp it, but no honest tree
+    needs that), or on a symlink loop.
     """
     pending = [p for p in rel.split("/") if p not in ("", ".")]
     pending.reverse()
@@ -130,9 +132,8 @@ def apply_overlay(
             target.unlink()
         if kind == "symlink":
             link = os.readlink(source)
-            if not link.startswith("/") and _climbs_out(
-                parent_rel.split("/") if parent_rel else [], link
-            ):
+            base = [] if link.startswith("/") or not parent_rel else parent_rel.split("/")
+            if _climbs_out(base, link):
                 raise Escape(f"{where}: refused: symlink target {link!r} leads outside the tree")
             os.symlink(link, target)
             os.lchown(target, 0, 0)
@@ -198,16 +199,13 @@ def apply_file_rules(tree: Path, rules: tuple[FileRule, ...], shown: str) -> lis
         for rel in matches:
             target = tree / rel
             info = os.lstat(target)
-            if rule.mode is not None:
-                if stat.S_ISLNK(info.st_mode):
-                    raise InputError(f"{where}: /{rel} is a symlink; a symlink has no mode")
-                os.chmod(target, rule.mode)
+            is_link = stat.S_ISLNK(info.st_mode)
+            if rule.mode is not None and is_link:
+                raise InputError(f"{where}: /{rel} is a symlink; a symlink has no mode")
             os.lchown(target, rule.owner, rule.group)
-            # chown clears setuid/setgid on files; set the mode again after it.
-            if rule.mode is not None:
-                os.chmod(target, rule.mode)
-            elif not stat.S_ISLNK(info.st_mode):
-                os.chmod(target, stat.S_IMODE(info.st_mode))
+            # chown clears setuid/setgid, so the mode is (re)set after it.
+            if not is_link:
+                os.chmod(target, stat.S_IMODE(info.st_mode) if rule.mode is None else rule.mode)
             touched.append(rel)
     return sorted(set(touched))
 
