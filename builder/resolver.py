@@ -273,7 +273,7 @@ def _satisfy(
                 continue
             clash = _clashes_with(universe, record, chosen.values())
             if clash:
-                blocked.append(clash)
+                blocked.append(f"conflict: {clash}")
                 continue
             choose(record, name)
             return ""
