@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,10 @@ from archive_factory import (
     standard_universe,
     write_recipe,
 )
+
+from builder.debcache import DebCache
+from builder.lockfile import Lock, LockedPackage, read_lock
+from builder.paths import deb_cache_dir, default_cache_dir
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +88,47 @@ def recipe_factory(tmp_path: Path, gpg_key: GpgKey) -> Callable[..., Path]:
         return write_recipe(tmp_path, gpg_key.keyring, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hello_boot_debs() -> tuple[Lock, Callable[[LockedPackage], Path]]:
+    """The committed hello lock and a `deb_path` for its packages: the real locked kernel,
+    busybox-static, dmsetup..., fetched and verified into the boothkey cache (network)."""
+    project = Path(__file__).resolve().parent.parent
+    recipe = project / "recipes" / "hello.yaml"
+    subprocess.run(
+        [sys.executable, "build.py", "fetch", "--quiet", str(recipe)], cwd=project, check=True
+    )
+    cache = DebCache(deb_cache_dir(default_cache_dir()))
+    return read_lock(project / "recipes" / "hello.lock.json"), cache.verified_path
+
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _build_committed_recipe(name: str, out: Path) -> tuple[Path, Path]:
+    """Fetch (network) and build a committed recipe through the real CLI; return
+    (image, manifest). Uses the user's boothkey cache, so repeated runs reuse steps."""
+    recipe = PROJECT_DIR / "recipes" / f"{name}.yaml"
+    python = sys.executable
+    subprocess.run(
+        [python, "build.py", "fetch", "--quiet", str(recipe)], cwd=PROJECT_DIR, check=True
+    )
+    subprocess.run(
+        [python, "build.py", "build", "--quiet", "--out", str(out), str(recipe)],
+        cwd=PROJECT_DIR,
+        check=True,
+    )
+    return out / f"{name}.img", out / f"{name}.manifest.json"
+
+
+@pytest.fixture(scope="session")
+def built_hello_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """recipes/hello.yaml built once per session: (image, manifest). Treat as read-only."""
+    return _build_committed_recipe("hello", tmp_path_factory.mktemp("hello-out"))
+
+
+@pytest.fixture(scope="session")
+def built_booth_image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """recipes/booth.yaml built once per session: (image, manifest). Treat as read-only."""
+    return _build_committed_recipe("booth", tmp_path_factory.mktemp("booth-out"))
