@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from .canonical import sha256_file
 from .errors import FetchError, InputError
 from .lockfile import LockedPackage
 
+# A temp file not written to for this long belongs to a fetch that was killed: a live
+# download writes every few seconds or times out.
+STALE_TEMP_SECONDS = 3600.0
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # (device, inode, size, mtime_ns, ctime_ns) of files whose digest was checked in this
 # process, with that digest. ctime cannot be set back by a user, so an in-place
@@ -124,6 +128,24 @@ class DebCache:
             yield tmp
         finally:
             tmp.unlink(missing_ok=True)
+
+    def remove_stale_temp_files(self, max_age_seconds: float = STALE_TEMP_SECONDS) -> int:
+        """Remove temp files a killed fetch left behind; return how many.
+
+        Only files untouched for `max_age_seconds` go, so a fetch running in
+        another process at the same time keeps its downloads in flight.
+        """
+        store = self.root / "sha256"
+        if not store.is_dir():
+            return 0
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        for tmp in store.glob("*/.*.deb.*.tmp"):
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+        return removed
 
     def store(self, pkg: LockedPackage, tmp_file: Path) -> Path:
         """Check `tmp_file` against `pkg`'s size and sha256, then rename it into place.

@@ -25,8 +25,13 @@ DEFAULT_JOBS = 4
 # HTTP failures itself; a second round catches a mirror that recovers or a file that
 # arrived corrupt once.
 DEFAULT_ROUNDS = 2
-# How many failed packages a FetchError lists in full before summarising.
-_SHOWN_FAILURES = 10
+# After this many failures of every mirror, with not one package served by any, the
+# remaining packages are not tried: the mirrors are down or wrong, and trying each
+# package would only repeat the same error for minutes.
+_GIVE_UP_FAILURES = 3
+# How many failed packages a FetchError lists in full, and by name, before counting.
+_SHOWN_FAILURES = 5
+_NAMED_FAILURES = 15
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,13 @@ class _MirrorRanking:
             return sorted(
                 self._mirrors,
                 key=lambda m: self._failures[m] > 0 and self._successes[m] == 0,
+            )
+
+    def all_failing(self) -> bool:
+        """True once every mirror failed repeatedly and none has served anything."""
+        with self._lock:
+            return not any(self._successes.values()) and all(
+                count >= _GIVE_UP_FAILURES for count in self._failures.values()
             )
 
     def failed(self, mirror: str) -> None:
@@ -100,6 +112,7 @@ def fetch_packages(
             "no mirror to fetch from: pass --mirror URL (or a local directory), set "
             "BOOTHKEY_MIRROR, or add a deb source for the suite to the apt configuration"
         )
+    cache.remove_stale_temp_files()
     display = progress if progress is not None else Progress.quiet()
     ranking = _MirrorRanking(mirrors)
     stop = threading.Event()
@@ -112,6 +125,8 @@ def fetch_packages(
             return None, False
         if stop.is_set():
             raise _Stopped()
+        if ranking.all_failing():
+            raise _NotTried(_label(pkg))
         url = _download(pkg, ranking, cache, fetcher, rounds, display)
         display.done(_label(pkg), pkg.size, fetched=True)
         return url, present.problem != "missing"
@@ -138,7 +153,7 @@ def fetch_packages(
             raise
 
     if failures:
-        raise _summarise(unique, failures)
+        raise _summarise(unique, failures, mirrors)
     fetched = tuple(p for p in packages if results.get(p.sha256, (None, False))[0] is not None)
     cached = tuple(p for p in packages if results.get(p.sha256, (None, False))[0] is None)
     repaired = tuple(p for p in fetched if results[p.sha256][1])
@@ -162,7 +177,9 @@ def _download(
 ) -> str:
     """Fetch one package into the cache; return the URL it came from."""
     problems: list[str] = []
-    for _round in range(rounds):
+    for round_number in range(rounds):
+        if round_number and ranking.all_failing():
+            break
         for mirror in ranking.ranked():
             url = mirror_url(mirror, pkg.filename)
             shown = describe_url(url)
@@ -188,14 +205,32 @@ def _download(
     )
 
 
-def _summarise(packages: Sequence[LockedPackage], failures: dict[str, FetchError]) -> FetchError:
-    failed = [p for p in packages if p.sha256 in failures]
-    lines = [failures[p.sha256].message for p in failed[:_SHOWN_FAILURES]]
-    if len(failed) > _SHOWN_FAILURES:
-        rest = ", ".join(p.name for p in failed[_SHOWN_FAILURES:])
-        lines.append(f"... and {len(failed) - _SHOWN_FAILURES} more: {rest}")
-    head = f"{len(failed)} of {len(packages)} package(s) could not be fetched"
+def _summarise(
+    packages: Sequence[LockedPackage], failures: dict[str, FetchError], mirrors: Sequence[str]
+) -> FetchError:
+    tried = [p for p in packages if p.sha256 in failures and not _skipped(failures[p.sha256])]
+    skipped = [p for p in packages if p.sha256 in failures and _skipped(failures[p.sha256])]
+    lines = [failures[p.sha256].message for p in tried[:_SHOWN_FAILURES]]
+    rest = tried[_SHOWN_FAILURES:]
+    if rest:
+        names = ", ".join(p.name for p in rest[:_NAMED_FAILURES])
+        more = ", ..." if len(rest) > _NAMED_FAILURES else ""
+        lines.append(f"... and {len(rest)} more: {names}{more}")
+    if skipped:
+        lines.append(
+            f"{len(skipped)} more not tried: every mirror failed {_GIVE_UP_FAILURES} times "
+            f"or more without serving a single package"
+        )
+    shown_mirrors = ", ".join(describe_url(m) for m in mirrors)
+    head = (
+        f"{len(tried) + len(skipped)} of {len(packages)} package(s) could not be fetched "
+        f"(mirrors tried in order: {shown_mirrors})"
+    )
     return FetchError(head + ":\n  " + "\n  ".join(lines))
+
+
+def _skipped(error: FetchError) -> bool:
+    return isinstance(error, _NotTried)
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -204,6 +239,10 @@ def _dedupe(items: list[str]) -> list[str]:
 
 def _label(pkg: LockedPackage) -> str:
     return f"{pkg.name} {pkg.version} ({pkg.architecture})"
+
+
+class _NotTried(FetchError):
+    """A package skipped because every mirror was failing."""
 
 
 class _Stopped(Exception):

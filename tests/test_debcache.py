@@ -167,3 +167,18 @@ def test_store_overwrites_a_corrupt_entry(tmp_path: Path) -> None:
     put(cache, pkg, CONTENT)
     assert final.read_bytes() == CONTENT
     assert cache.check(pkg).ok
+
+
+def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
+    cache = DebCache(tmp_path)
+    pkg = locked()
+    final = put(cache, pkg, CONTENT)
+    with cache.temp_path(pkg) as fresh, cache.temp_path(pkg) as stale:
+        fresh.write_bytes(b"in flight")
+        stale.write_bytes(b"left by a killed fetch")
+        os.utime(stale, (1_000_000_000, 1_000_000_000))
+        assert cache.remove_stale_temp_files(max_age_seconds=3600) == 1
+        assert not stale.exists()
+        assert fresh.exists()
+    assert final.exists()
+    assert DebCache(tmp_path / "empty").remove_stale_temp_files() == 0

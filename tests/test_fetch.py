@@ -7,13 +7,18 @@ and read as a plain directory and as a file:// URL.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
+import shutil
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from archive_factory import FakeDeb, ServedArchive
+from archive_factory import FakeDeb, ServedArchive, make_deb
 
 from builder.cli import main
 from builder.debcache import DebCache
@@ -23,6 +28,8 @@ from builder.fetcher import RequestsFetcher
 from builder.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
 from builder.progress import Progress, format_size
 from builder.recipe import load_recipe
+
+PROJECT = Path(__file__).resolve().parent.parent
 
 
 def locked(deb: FakeDeb) -> LockedPackage:
@@ -219,12 +226,32 @@ def test_all_mirrors_unreachable(packages: list[LockedPackage], cache: DebCache)
     with pytest.raises(FetchError) as caught:
         fetch_packages(packages[:3], [first, second], cache, quick_fetcher(), rounds=2)
     message = caught.value.message
-    assert message.startswith("3 of 3 package(s) could not be fetched")
+    assert message.startswith(
+        f"3 of 3 package(s) could not be fetched (mirrors tried in order: {first}, {second}):"
+    )
     for pkg in packages[:3]:
         assert f"{pkg.name} {pkg.version}" in message
         assert f"{first}/{pkg.filename}" in message
         assert f"{second}/{pkg.filename}" in message
     assert cache_files(cache) == []
+
+
+def test_gives_up_early_when_every_mirror_fails(
+    packages: list[LockedPackage], cache: DebCache
+) -> None:
+    first, second = closed_port_url(), closed_port_url()
+    counting = CountingFetcher()
+    with pytest.raises(FetchError) as caught:
+        fetch_packages(packages, [first, second], cache, counting, jobs=1)
+    # Three failures per mirror, then the remaining packages are not tried at all.
+    assert len(counting.urls) == 6
+    message = caught.value.message
+    assert message.startswith(f"{len(packages)} of {len(packages)} package(s)")
+    assert f"{first}/{packages[0].filename}" in message
+    # The two packages actually tried are shown in full; the rest are counted.
+    assert f"{packages[1].name} {packages[1].version}" in message
+    assert f"{len(packages) - 2} more not tried: every mirror failed 3 times" in message
+    assert packages[5].name not in message
 
 
 def test_missing_file_on_mirror_is_reported(archive_copy: ServedArchive, cache: DebCache) -> None:
@@ -246,6 +273,9 @@ def test_killed_fetch_leaves_nothing_under_final_name(
     assert cache_files(cache) == []
     for pkg in packages:
         assert not cache.check(pkg).ok
+    # The next fetch starts from a clean slate and completes.
+    fetch_packages(packages, [served_archive.mirror], cache, quick_fetcher())
+    assert_all_cached(cache, packages)
 
 
 def test_duplicates_are_fetched_once(
@@ -417,6 +447,66 @@ def test_command_reports_fetch_failure(
     err = capsys.readouterr().err
     assert err.startswith("boothkey: 2 of 2 package(s) could not be fetched")
     assert down in err
+
+
+class _StallingHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the first half of a file, then stalls until the test lets it go."""
+
+    root: Path
+    release: threading.Event
+
+    def do_GET(self) -> None:
+        data = (self.root / self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.release.wait(30)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_sigkilled_fetch_leaves_nothing_under_final_name(
+    recipe_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Large and incompressible, so the fetcher writes part of it before the stall.
+    payload = hashlib.shake_256(b"boothkey big test package").digest(3 * 1024 * 1024)
+    deb = make_deb(tmp_path / "debs", "bigpkg", "1.0", files={"/usr/share/big": payload})
+    mirror = tmp_path / "mirror"
+    (mirror / deb.pool_path()).parent.mkdir(parents=True)
+    shutil.copyfile(deb.path, mirror / deb.pool_path())
+    recipe = recipe_factory(packages=["booth"])
+    write_test_lock(recipe, [deb])
+    release = threading.Event()
+    handler = type("Handler", (_StallingHandler,), {"root": mirror, "release": release})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache = DebCache(tmp_path / "c" / "debs")
+    argv = [sys.executable, str(PROJECT / "build.py"), "fetch", str(recipe), "--quiet"]
+    argv += ["--cache-dir", str(tmp_path / "c")]
+    try:
+        child = subprocess.Popen([*argv, "--mirror", f"http://127.0.0.1:{server.server_port}"])
+        partial: list[Path] = []
+        for _ in range(300):
+            partial = [p for p in cache.root.rglob("*.tmp") if p.stat().st_size > 0]
+            if partial or child.poll() is not None:
+                break
+            release.wait(0.1)
+        child.kill()
+        child.wait()
+        assert partial, "the download never started"
+        assert 0 < partial[0].stat().st_size < deb.size
+        assert not cache.path(deb.sha256).exists()
+        assert not cache.check(locked(deb)).ok
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert subprocess.run([*argv, "--mirror", str(mirror)], check=False).returncode == 0
+    assert cache.verified_path(locked(deb)).read_bytes() == deb.path.read_bytes()
 
 
 def test_command_rejects_bad_jobs(capsys: pytest.CaptureFixture[str]) -> None:
