@@ -1,0 +1,149 @@
+"""Recipe loading: defaults, and every problem reported at once with its file and path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.cli import main
+from builder.errors import EXIT_BAD_INPUT, InputError, ValidationErrors
+from builder.recipe import DEFAULT_BOOT_PACKAGES, DEFAULT_KEYRING, load_recipe
+
+MINIMAL = 'name: mini\nversion: "1"\ndistribution: {suite: bookworm}\npackages: [busybox-static]\n'
+
+
+def write(tmp_path: Path, text: str, name: str = "mini") -> Path:
+    recipes = tmp_path / "recipes"
+    recipes.mkdir(exist_ok=True)
+    path = recipes / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ValidationErrors) as info:
+        load_recipe(path)
+    return info.value.problems
+
+
+def test_minimal_recipe_gets_documented_defaults(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert recipe.name == "mini"
+    assert recipe.kernel == "linux-image-amd64"
+    assert recipe.packages == ("busybox-static",)
+    assert recipe.distribution.architecture == "amd64"
+    assert recipe.distribution.components == ("main",)
+    assert recipe.distribution.keyring == DEFAULT_KEYRING
+    assert recipe.rootfs.variant == "essential"
+    assert recipe.rootfs.format == "squashfs"
+    assert recipe.boot.packages == DEFAULT_BOOT_PACKAGES
+    assert recipe.source_date_epoch is None
+    assert recipe.data_partition is None
+    assert recipe.project_dir == tmp_path
+    assert recipe.lock_path == tmp_path / "recipes" / "mini.lock.json"
+
+
+def test_every_problem_is_reported_at_once_with_its_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "name: Bad_Name\n"
+        "version: 2026.1\n"
+        "colour: blue\n"
+        "distribution:\n"
+        "  suite: bookworm\n"
+        "  architecture: i386\n"
+        "  keyring: keys/missing.gpg\n"
+        "  mirror: http://example.org/\n"
+        "packages: [python3, PyThOn, python3]\n"
+        "overlays: [overlays/nothing]\n"
+        "variables: {ok: 1, 'bad-name': 2}\n"
+        "files:\n"
+        "  - {path: relative/x, mode: '999'}\n"
+        "rootfs: {format: ext4, variant: minbase}\n"
+        "boot:\n"
+        "  cmdline: [quiet, 'boothkey.roothash=00']\n"
+        "  init: sbin/init\n"
+        "source_date_epoch: -5\n"
+        "data_partition: {size_mib: 0}\n",
+    )
+    found = problems_of(path)
+    shown = str(path)
+    expected_places = [
+        "name: invalid value 'Bad_Name'",
+        "version: write the version as a quoted string",
+        "colour: unknown key",
+        "distribution.architecture: 'i386' is not one of: amd64",
+        "distribution.keyring: no such file 'keys/missing.gpg'",
+        "distribution.mirror: unknown key",
+        "packages[1]: invalid value 'PyThOn'",
+        "packages[2]: duplicate entry 'python3'",
+        "overlays[0]: no such directory 'overlays/nothing'",
+        "variables.bad-name: variable names are letters, digits and _",
+        "files[0].path: 'relative/x' must be absolute",
+        "files[0].mode: expected an octal string",
+        "rootfs.format: 'ext4' is not one of: squashfs, erofs",
+        "rootfs.variant: 'minbase' is not one of: essential, extract, custom",
+        "boot.cmdline[1]: 'boothkey.roothash=00' is set by boothkey itself",
+        "boot.init: 'sbin/init' must be an absolute path",
+        "source_date_epoch: expected a non-negative integer",
+        "data_partition.size_mib: expected 1..1024 MiB, got 0",
+    ]
+    for place in expected_places:
+        assert any(p.startswith(f"{shown}: {place}") for p in found), place
+    assert len(found) == len(expected_places)
+
+
+def test_missing_required_keys_are_named(tmp_path: Path) -> None:
+    found = problems_of(write(tmp_path, "distribution: {}\n"))
+    shown = str(tmp_path / "recipes" / "mini.yaml")
+    for key in ("name", "version", "packages", "distribution.suite"):
+        assert f"{shown}: {key}: missing required key" in found
+
+
+def test_compression_must_suit_the_format(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "rootfs: {format: erofs, compression: zstd}\n")
+    assert problems_of(path) == [
+        f"{path}: rootfs.compression: 'zstd' is not available for erofs (choose: lz4, lz4hc, none)"
+    ]
+
+
+def test_data_partition_and_epoch_are_read(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        write(tmp_path, MINIMAL + "data_partition: {size_mib: 4}\nsource_date_epoch: 1700000000\n")
+    )
+    assert recipe.data_partition is not None and recipe.data_partition.size_mib == 4
+    assert recipe.source_date_epoch == 1700000000
+
+
+def test_not_yaml_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "name: [unclosed\n"))
+    found = problems_of(write(tmp_path, "- just\n- a list\n"))
+    assert found[0] == f"{tmp_path / 'recipes' / 'mini.yaml'}: expected a mapping, got a list"
+    with pytest.raises(InputError, match="cannot read recipe"):
+        load_recipe(tmp_path / "recipes" / "absent.yaml")
+
+
+def test_package_set_digest_follows_only_package_choices(tmp_path: Path) -> None:
+    base = load_recipe(write(tmp_path, MINIMAL)).package_set_digest()
+    renamed = MINIMAL.replace('version: "1"', 'version: "2"') + "variables: {a: 1}\n"
+    assert load_recipe(write(tmp_path, renamed)).package_set_digest() == base
+    more = MINIMAL.replace("[busybox-static]", "[busybox-static, python3]")
+    assert load_recipe(write(tmp_path, more)).package_set_digest() != base
+    variant = MINIMAL + "rootfs: {variant: extract}\n"
+    assert load_recipe(write(tmp_path, variant)).package_set_digest() != base
+
+
+def test_cli_exits_2_and_prints_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "name: x\nversion: 1\ndistribution: {suite: bookworm}\npackages: 3\nbogus: 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["lock", "recipes/mini.yaml", "--mirror", str(tmp_path / "no-mirror")]) == (
+        EXIT_BAD_INPUT
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("boothkey: recipes/mini.yaml: ")
+    for place in ("version:", "packages: expected a list", "bogus: unknown key"):
+        assert f"recipes/mini.yaml: {place}" in err
