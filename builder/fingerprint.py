@@ -20,26 +20,15 @@ import hashlib
 import json
 import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .election import HEADER, MAX_ENVELOPE, envelope_from_partition, parse_election_envelope
 from .errors import InputError, VerificationFailed
+from .gpt import SECTOR_SIZE, GptPartition, read_gpt
 
-SECTOR = 512
-_GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
 _VERITY_SUPERBLOCK = struct.Struct("<8sII16s32sIIQH6s256s")
-
-
-@dataclass(frozen=True)
-class GptPartition:
-    name: str
-    type: str
-    uuid: str
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -88,54 +77,8 @@ def election_fingerprint(payload: bytes) -> str:
     return short_form(hashlib.sha256(payload).digest())
 
 
-def read_gpt(path: Path) -> list[GptPartition]:
-    """The partitions of the primary GPT of a disk image (CRCs checked)."""
-    try:
-        with open(path, "rb") as stream:
-            header = stream.read(2 * SECTOR)[SECTOR:]
-            fields = _GPT_HEADER.unpack_from(header)
-            signature, _rev, header_size = fields[0], fields[1], fields[2]
-            if signature != b"EFI PART":
-                raise InputError(f"{path}: no GPT found (not a disk image)")
-            check = bytearray(header[:header_size])
-            check[16:20] = b"\0\0\0\0"
-            if zlib.crc32(check) != fields[3]:
-                raise VerificationFailed(f"{path}: the GPT header checksum is wrong")
-            entries_lba, count, entry_size, entries_crc = (
-                fields[10],
-                fields[11],
-                fields[12],
-                fields[13],
-            )
-            stream.seek(entries_lba * SECTOR)
-            table = stream.read(count * entry_size)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
-    except struct.error as exc:
-        raise InputError(f"{path}: too short for a disk image") from exc
-    if zlib.crc32(table) != entries_crc:
-        raise VerificationFailed(f"{path}: the GPT partition table checksum is wrong")
-    partitions = []
-    for index in range(count):
-        entry = table[index * entry_size : (index + 1) * entry_size]
-        if entry[:16] == bytes(16):
-            continue
-        first, last = struct.unpack_from("<QQ", entry, 32)
-        name = entry[56:128].decode("utf-16-le").split("\0", 1)[0]
-        partitions.append(
-            GptPartition(
-                name,
-                str(uuid.UUID(bytes_le=entry[:16])).upper(),
-                str(uuid.UUID(bytes_le=entry[16:32])),
-                first * SECTOR,
-                (last - first + 1) * SECTOR,
-            )
-        )
-    return partitions
-
-
-def _partition(partitions: list[GptPartition], name: str, path: Path) -> GptPartition:
-    for partition in partitions:
+def _partition(path: Path, name: str) -> GptPartition:
+    for partition in read_gpt(path).partitions:
         if partition.name == name:
             return partition
     raise InputError(f"{path}: no GPT partition named {name!r}")
@@ -143,9 +86,8 @@ def _partition(partitions: list[GptPartition], name: str, path: Path) -> GptPart
 
 def root_hash_from_image(path: Path) -> str:
     """The verity root hash of an image, from its GPT, checked against the hash partition."""
-    partitions = read_gpt(path)
-    root = _partition(partitions, "root", path)
-    verity = _partition(partitions, "root-verity", path)
+    root = _partition(path, "root")
+    verity = _partition(path, "root-verity")
     root_hash = uuid.UUID(root.uuid).hex + uuid.UUID(verity.uuid).hex
     with open(path, "rb") as stream:
         stream.seek(verity.offset)
@@ -172,16 +114,6 @@ def root_hash_from_image(path: Path) -> str:
     return root_hash
 
 
-def root_hash_from_manifest(manifest: dict[str, Any], shown: str) -> str:
-    try:
-        root_hash = manifest["verity"]["root_hash"]
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{shown}: verity.root_hash is missing") from exc
-    if not isinstance(root_hash, str):
-        raise InputError(f"{shown}: verity.root_hash is not a string")
-    return root_hash
-
-
 def read_station_data(path: Path) -> StationData:
     """Election data from a data partition image, an envelope file, or a station image."""
     try:
@@ -191,8 +123,8 @@ def read_station_data(path: Path) -> StationData:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
     if start[:1] == b"{":
         envelope = start.rstrip(b"\0\n ")
-    elif start[SECTOR : SECTOR + 8] == b"EFI PART":
-        data = _partition(read_gpt(path), "booth-data", path)
+    elif start[SECTOR_SIZE : SECTOR_SIZE + 8] == b"EFI PART":
+        data = _partition(path, "booth-data")
         with open(path, "rb") as stream:
             stream.seek(data.offset)
             start = stream.read(min(data.size, HEADER.size + MAX_ENVELOPE))

@@ -15,7 +15,6 @@ hashing its own data partition and the backup GPT behind it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from .errors import InputError, VerificationFailed
 from .fingerprint import election_fingerprint
 from .fsutil import atomic_output, atomic_path, write_atomic
 from .keys import SigningKey
+from .manifest import Manifest, PartitionInfo, read_manifest
 
 DATA_PARTITION = "booth-data"
 MIB = 1024 * 1024
@@ -80,50 +80,29 @@ class StationResult:
         }
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read manifest: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise InputError(f"{path}: not JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: a manifest is a JSON object")
-    return raw
-
-
-def data_partition_of(manifest: dict[str, Any], shown: str) -> tuple[int, int]:
-    """(offset, size) in bytes of the "booth-data" partition a manifest lists."""
-    partitions = manifest.get("partitions")
-    if not isinstance(partitions, list):
-        raise InputError(f"{shown}: partitions: missing or not a list")
-    for entry in partitions:
-        if isinstance(entry, dict) and entry.get("name") == DATA_PARTITION:
-            offset, size = entry.get("offset"), entry.get("size")
-            if isinstance(offset, int) and isinstance(size, int) and offset > 0 and size > 0:
-                return offset, size
-            raise InputError(f"{shown}: partitions: {DATA_PARTITION}: bad offset or size")
+def data_partition_of(manifest: Manifest) -> PartitionInfo:
+    """The "booth-data" partition a manifest lists (`InputError` naming the fix if none)."""
+    for partition in manifest.partitions:
+        if partition.name == DATA_PARTITION:
+            return partition
     raise InputError(
-        f"{shown}: the image has no {DATA_PARTITION} partition (set data_partition in the recipe)"
+        f"manifest of {manifest.name}: the image has no {DATA_PARTITION} partition "
+        "(set data_partition in the recipe)"
     )
 
 
 def open_software_image(image: Path, manifest_path: Path) -> SoftwareImage:
     """Check `image` is the one `manifest_path` describes (size, sha256, zero data partition)."""
     manifest = read_manifest(manifest_path)
-    offset, size = data_partition_of(manifest, str(manifest_path))
-    try:
-        expected_size = int(manifest["image"]["size"])
-        expected_sha256 = str(manifest["image"]["sha256"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{manifest_path}: image: needs size and sha256") from exc
+    data = data_partition_of(manifest)
+    offset, size = data.offset, data.size
     try:
         actual_size = image.stat().st_size
     except OSError as exc:
         raise InputError(f"{image}: cannot read image: {exc.strerror}") from exc
-    if actual_size != expected_size or offset + size > actual_size:
+    if actual_size != manifest.image.size or offset + size > actual_size:
         raise VerificationFailed(
-            f"{image}: {actual_size} bytes, but {manifest_path} says {expected_size}"
+            f"{image}: {actual_size} bytes, but {manifest_path} says {manifest.image.size}"
         )
     digest = hashlib.sha256()
     prefix_state: Any = None
@@ -132,13 +111,12 @@ def open_software_image(image: Path, manifest_path: Path) -> SoftwareImage:
     with open(image, "rb", buffering=0) as stream:
         while position < actual_size:
             # Stop reads at the partition's edges so the prefix state is exact.
-            limit = (
-                offset
-                if position < offset
-                else offset + size
-                if position < offset + size
-                else actual_size
-            )
+            if position < offset:
+                limit = offset
+            elif position < offset + size:
+                limit = offset + size
+            else:
+                limit = actual_size
             chunk = stream.read(min(CHUNK_SIZE, limit - position))
             if not chunk:
                 raise VerificationFailed(f"{image}: shorter than its size while reading")
@@ -148,16 +126,16 @@ def open_software_image(image: Path, manifest_path: Path) -> SoftwareImage:
             position += len(chunk)
             if position == offset:
                 prefix_state = digest.copy()
-    if digest.hexdigest() != expected_sha256:
+    if digest.hexdigest() != manifest.image.sha256:
         raise VerificationFailed(
-            f"{image}: sha256 {digest.hexdigest()} is not the {expected_sha256} of {manifest_path}"
+            f"{image}: sha256 {digest.hexdigest()} is not the "
+            f"{manifest.image.sha256} that {manifest_path} gives"
         )
     if data_nonzero:
         raise InputError(
-            f"{image}: the {DATA_PARTITION} partition is not empty: use the software image"
+            f"{image}: the {DATA_PARTITION} partition is not empty: give the software image"
         )
-    name = str(manifest.get("name") or image.stem)
-    return SoftwareImage(image, name, actual_size, offset, size, prefix_state)
+    return SoftwareImage(image, manifest.name, actual_size, offset, size, prefix_state)
 
 
 def write_data_partition(path: Path, envelope: bytes, size: int) -> None:

@@ -31,13 +31,13 @@ from ..errors import InputError
 from ..fingerprint import election_fingerprint, read_station_data
 from ..fsutil import write_atomic
 from ..keys import SigningKey, load_private_key, load_trusted_keys, read_passphrase
+from ..manifest import read_manifest
 from ..stations import (
     MIB,
     SoftwareImage,
     data_partition_of,
     make_stations,
     open_software_image,
-    read_manifest,
     write_data_partition,
 )
 from .sign import resolve_key_path
@@ -127,7 +127,7 @@ def _signing_keys(args: argparse.Namespace) -> list[SigningKey]:
 
 def _data_size(args: argparse.Namespace) -> int:
     if args.manifest is not None:
-        return data_partition_of(read_manifest(args.manifest), str(args.manifest))[1]
+        return data_partition_of(read_manifest(args.manifest)).size
     if not 1 <= args.size_mib <= 1024:
         raise InputError(f"--size-mib: expected 1..1024, got {args.size_mib}")
     return int(args.size_mib) * MIB

@@ -17,10 +17,9 @@ from ..fingerprint import (
     StationData,
     read_station_data,
     root_hash_from_image,
-    root_hash_from_manifest,
     software_fingerprint,
 )
-from ..stations import read_manifest
+from ..manifest import read_manifest
 
 
 def add_parser(subparsers: Any) -> None:
@@ -41,7 +40,7 @@ def fingerprints(source: Path, station_data: Path | None) -> dict[str, Any]:
     """Fingerprints of an image or manifest (and election data) as a JSON-able mapping."""
     is_manifest = source.suffix == ".json"
     if is_manifest:
-        root_hash = root_hash_from_manifest(read_manifest(source), str(source))
+        root_hash = read_manifest(source).verity.root_hash
     else:
         root_hash = root_hash_from_image(source)
     result: dict[str, Any] = {
