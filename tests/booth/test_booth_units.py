@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from booth_helpers import (
+    BOOTH_LIB,
     KEYS,
     altered_envelope,
     booth_module,
@@ -170,3 +171,33 @@ def test_invalid_payload_is_refused() -> None:
     with pytest.raises(datapart.DataRefused) as refused:
         election.parse_payload(json.dumps({"type": "something"}).encode())
     assert refused.value.reason == "invalid"
+
+
+def _freeze(value: object) -> object:
+    # The recipe hands templates read-only mappings and tuples (builder.recipe._freeze).
+    from types import MappingProxyType
+
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize("with_keys", [False, True])
+def test_booth_overlay_renders_and_its_key_list_is_read(tmp_path: Path, with_keys: bool) -> None:
+    from builder.overlay import apply_overlay
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    variables: dict[str, object] = {"recipe": {"name": "booth", "version": "1"}}
+    key = json.loads((KEYS / "test-authority.pub.json").read_text())
+    if with_keys:
+        variables["authority_keys"] = _freeze([key])
+    apply_overlay(BOOTH_LIB.parents[2], tree, variables)
+    init = tree / "usr" / "sbin" / "booth-init"
+    assert init.stat().st_mode & 0o777 == 0o755
+    assert (tree / "usr" / "lib" / "booth" / "booth" / "__main__.py").is_file()
+    key_list = tree / "usr" / "share" / "booth" / "authority-keys.json"
+    trusted = datapart.load_trusted_keys(tree / "usr/share/booth/authority-keys", key_list)
+    assert [k.keyid for k in trusted.values()] == ([key["keyid"]] if with_keys else [])

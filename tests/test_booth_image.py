@@ -1,0 +1,174 @@
+"""The real booth image booted in QEMU (slow): booth-init runs the booth on the serial
+console, the fingerprints match the builder's, a vote is cast, and bad election data
+is refused. Needs the `built_booth_image` fixture (tests/conftest.py): skipped only
+when that fixture does not exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.canonical import canonical_json
+from builder.election import envelope_bytes, sign_payload, station_payload
+from builder.fingerprint import election_fingerprint, software_fingerprint
+from builder.manifest import read_manifest
+from builder.qemu import QemuBoot
+from builder.stations import make_stations, open_software_image
+
+sys.path.insert(0, str(Path(__file__).parent / "booth"))
+from booth_helpers import (
+    KEYS,
+    altered_envelope,
+    booth_module,
+    example_definition,
+    signing_key,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+BOOT_TIMEOUT = 400.0
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def booth_image(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """(image, manifest) of recipes/booth.yaml, from the lead's fixture."""
+    try:
+        built: tuple[Path, Path] = request.getfixturevalue("built_booth_image")
+    except pytest.FixtureLookupError:
+        pytest.skip("fixture built_booth_image is not defined (tests/conftest.py)")
+    return built
+
+
+@pytest.fixture(scope="module")
+def test_trusting_image(
+    booth_image: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """recipes/booth.yaml rebuilt with the test authority key in `authority_keys`: the
+    same packages and lock, so only the overlay step and those after it rebuild."""
+    project = tmp_path_factory.mktemp("booth-test-project")
+    (project / "recipes").mkdir()
+    recipe = yaml.safe_load((PROJECT / "recipes" / "booth.yaml").read_text())
+    variables = dict(recipe.get("variables") or {})
+    variables["authority_keys"] = [json.loads((KEYS / "test-authority.pub.json").read_text())]
+    recipe["variables"] = variables
+    (project / "recipes" / "booth.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    shutil.copy(PROJECT / "recipes" / "booth.lock.json", project / "recipes")
+    for entry in PROJECT.iterdir():
+        if entry.name not in ("recipes", ".git", ".venv") and not entry.name.startswith("."):
+            (project / entry.name).symlink_to(entry)
+    out = project / "out"
+    subprocess.run(
+        [sys.executable, str(PROJECT / "build.py"), "build", "--quiet", "--out", str(out),
+         str(project / "recipes" / "booth.yaml")],
+        cwd=PROJECT,
+        check=True,
+    )  # fmt: skip
+    return out / "booth.img", out / "booth.manifest.json"
+
+
+def _station_image(image: Path, manifest: Path, out: Path, station: str = "0001") -> Path:
+    definition = example_definition()
+    results = make_stations(
+        definition,
+        [definition.station(station)],
+        [signing_key()],
+        out,
+        data_size=None,
+        software=open_software_image(image, manifest),
+    )
+    assert results[0].image is not None
+    return results[0].image
+
+
+def _last(boot: QemuBoot, pattern: str) -> str:
+    """The first group of the last match of `pattern` in the console log so far."""
+    matches = re.findall(pattern, boot.log())
+    assert matches, f"{pattern!r} not in the console log"
+    return str(matches[-1])
+
+
+def _expect_fingerprints(boot: QemuBoot, manifest: Path) -> None:
+    root_hash = read_manifest(manifest).verity.root_hash
+    boot.expect(r"SOFTWARE FINGERPRINT: \S+\s", timeout=BOOT_TIMEOUT)
+    assert _last(boot, r"SOFTWARE FINGERPRINT: (\S+)") == software_fingerprint(root_hash)
+
+
+def test_software_image_boots_into_the_booth_and_refuses_without_data(
+    booth_image: tuple[Path, Path],
+) -> None:
+    image, manifest = booth_image
+    with QemuBoot(image, usb=False) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect(r"REFUSED: [^\r\n]*\[missing\]")
+        boot.send("\r")
+        boot.send("sh\r")
+        boot.expect(r"REFUSED: ")
+        assert "login:" not in boot.log()
+        assert "READY" not in boot.log()
+
+
+def test_untrusted_station_data_is_refused(booth_image: tuple[Path, Path], tmp_path: Path) -> None:
+    image, manifest = booth_image
+    station = _station_image(image, manifest, tmp_path)
+    with QemuBoot(station, usb=False) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect(r"REFUSED: [^\r\n]*\[(unknown-key|no-keys)\]")
+
+
+def test_vote_over_usb_on_a_station_image(
+    test_trusting_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    image, manifest = test_trusting_image
+    station = _station_image(image, manifest, tmp_path)
+    definition = example_definition()
+    payload = canonical_json(station_payload(definition, definition.station("0001")))
+    expected_election = election_fingerprint(payload)
+    with QemuBoot(station, usb=True) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect(r"ELECTION FINGERPRINT: \S+\s")
+        assert _last(boot, r"ELECTION FINGERPRINT: (\S+)") == expected_election
+        boot.expect("READY: press Enter")
+        boot.send("\r")
+        boot.expect("RACE 1/2")
+        boot.expect("CHOICE> ")
+        boot.send("2 3\r")
+        boot.expect("RACE 2/2")
+        boot.expect("CHOICE> ")
+        boot.send("1\r")
+        boot.expect("CONFIRM> ")
+        boot.send("YES\r")
+        boot.expect(r"CODE: \S+\s")
+        code = _last(boot, r"CODE: (\S+)")
+        boot.expect("BALLOT CAST")
+        boot.send("\r")
+        boot.expect("READY: press Enter")
+    prefix, races = booth_module("ballot").decode_ballot_code(code)
+    assert races == [(2, 3), (1,)]
+    assert prefix == expected_election.replace("-", "")[:8]
+
+
+def test_altered_station_data_is_refused(
+    test_trusting_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    image, manifest = test_trusting_image
+    station = _station_image(image, manifest, tmp_path)
+    data = read_manifest(manifest).partition("booth-data")
+    definition = example_definition()
+    envelope = envelope_bytes(
+        sign_payload(station_payload(definition, definition.station("0001")), [signing_key()])
+    )
+    altered = altered_envelope(envelope)
+    with open(station, "r+b") as stream:
+        stream.seek(data.offset)
+        stream.write(b"BKDATA01" + len(altered).to_bytes(8, "big") + altered)
+    with QemuBoot(station, usb=False) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect(r"REFUSED: [^\r\n]*\[altered\]")
