@@ -90,6 +90,22 @@ def parse_relations(text: str) -> tuple[tuple[Relation, ...], ...]:
     return tuple(groups)
 
 
+def parse_provides(text: str) -> list[tuple[str, str | None]]:
+    """`Provides` -> [(virtual name, provided version or None)].
+
+    Provides allows only `name` or `name (= version)`, so a split is enough; it runs
+    over every package of the archive, where the general parser would dominate.
+    """
+    provided: list[tuple[str, str | None]] = []
+    for item in text.split(","):
+        name, _, rest = item.strip().partition("(")
+        rest = rest.strip().rstrip(")").strip()
+        version = rest[1:].strip() if rest.startswith("=") else None
+        if name.strip():
+            provided.append((name.strip(), version or None))
+    return provided
+
+
 def _arch_applies(restrictions: Sequence[object] | None, arch: str = "amd64") -> bool:
     if not restrictions:
         return True
@@ -125,16 +141,17 @@ class PackageUniverse:
             if record.architecture in (architecture, "all"):
                 by_name.setdefault(record.name, []).append(record)
         newest_first = cmp_to_key(_compare_records)
-        self.by_name = {name: sorted(recs, key=newest_first) for name, recs in by_name.items()}
+        for recs in by_name.values():
+            if len(recs) > 1:
+                recs.sort(key=newest_first)
+        self.by_name = by_name
         # virtual name -> [(provider, provided version or None)], providers in name order.
         self.providers: dict[str, list[tuple[PackageRecord, str | None]]] = {}
         for name in sorted(self.by_name):
             for record in self.by_name[name]:
-                for group in parse_relations(record.provides):
-                    for provided in group:
-                        self.providers.setdefault(provided.name, []).append(
-                            (record, provided.version if provided.op == "=" else None)
-                        )
+                if record.provides:
+                    for provided, version in parse_provides(record.provides):
+                        self.providers.setdefault(provided, []).append((record, version))
 
     def newest(self, name: str) -> PackageRecord | None:
         candidates = self.by_name.get(name)

@@ -244,3 +244,10 @@ def test_parse_relations_keeps_alternatives_and_drops_other_architectures() -> N
     groups = parse_relations("a (>= 1) | b, c [!amd64], d:any")
     assert [[str(r) for r in group] for group in groups] == [["a (>= 1)", "b"], ["d"]]
     assert parse_relations("") == ()
+
+
+def test_parse_provides() -> None:
+    from builder.resolver import parse_provides
+
+    assert parse_provides("") == []
+    assert parse_provides("a, b (= 1:2.0-1),c(=3)") == [("a", None), ("b", "1:2.0-1"), ("c", "3")]
