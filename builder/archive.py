@@ -8,6 +8,7 @@ content.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import lzma
 import subprocess
@@ -112,13 +113,14 @@ def verify_inrelease(data: bytes, keyring: Path, source: str) -> tuple[bytes, st
         signed = work / "InRelease"
         signed.write_bytes(data)
         output = work / "Release"
+        trusted = _binary_keyring(keyring, work)
         result = subprocess.run(
             [
                 gpgv,
                 "--homedir",
                 str(work),
                 "--keyring",
-                str(keyring.absolute()),
+                str(trusted),
                 "--status-fd",
                 "1",
                 "--output",
@@ -137,6 +139,28 @@ def verify_inrelease(data: bytes, keyring: Path, source: str) -> tuple[bytes, st
     # VALIDSIG's last argument is the primary key's fingerprint; the first good
     # signature in the file is the one recorded, so the choice is stable.
     return text, status["VALIDSIG"][0][-1]
+
+
+def _binary_keyring(keyring: Path, work: Path) -> Path:
+    """`keyring` as gpgv can read it: ASCII-armored key files (`.asc`) are de-armored
+    into `work`, since gpgv would otherwise report every key as missing."""
+    data = keyring.read_bytes()
+    if not data.lstrip().startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+        return keyring.absolute()
+    packets = bytearray()
+    text = data.decode("ascii", errors="replace").replace("\r\n", "\n")
+    for block in text.split("-----BEGIN PGP PUBLIC KEY BLOCK-----")[1:]:
+        body = block.split("-----END PGP PUBLIC KEY BLOCK-----")[0]
+        # Armor headers ("Comment: ...") end at the first blank line; "=" starts the CRC.
+        _headers, _, payload = body.partition("\n\n") if "\n\n" in body else ("", "", body)
+        lines = [ln.strip() for ln in payload.splitlines() if ln.strip() and not ln.startswith("=")]
+        try:
+            packets += base64.b64decode("".join(lines), validate=True)
+        except ValueError as exc:
+            raise InputError(f"{keyring}: damaged ASCII-armored key block") from exc
+    binary = work / "keyring.gpg"
+    binary.write_bytes(bytes(packets))
+    return binary
 
 
 def _status_lines(stdout: bytes) -> dict[str, list[list[str]]]:

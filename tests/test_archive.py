@@ -248,3 +248,20 @@ def test_missing_component_is_explained(served_archive: ServedArchive, gpg_key: 
 def test_missing_keyring_is_an_input_error(served_archive: ServedArchive, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="keyring not found"):
         _load(served_archive, tmp_path / "nope.gpg")
+
+
+def test_ascii_armored_keyring_is_accepted(
+    served_archive: ServedArchive, gpg_key: GpgKey, tmp_path: Path
+) -> None:
+    armored = subprocess.run(
+        ["gpg", "--homedir", str(gpg_key.home), "--armor", "--export", gpg_key.fingerprint],
+        check=True,
+        capture_output=True,
+    ).stdout
+    keyring = tmp_path / "archive.asc"
+    keyring.write_bytes(armored.replace(b"\n", b"\r\n"))
+    index = _load(served_archive, keyring)
+    assert index.release.signing_key == gpg_key.fingerprint
+    keyring.write_bytes(armored.replace(b"\n\n", b"\n\n!!", 1))
+    with pytest.raises(InputError, match="damaged ASCII-armored key block"):
+        _load(served_archive, keyring)
