@@ -1,0 +1,120 @@
+"""The QEMU harness, and real boots of the hello image: virtio, USB, and a tampered root."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from builder.errors import InputError
+from builder.qemu import OVMF_CODE_SECURE, QemuBoot, qemu_command
+
+MARKER = "BOOTHKEY-HELLO: hello from a verified root"
+BOOT_TIMEOUT = 240  # TCG on a busy 2-core CI machine; a boot normally takes 10-20 s
+
+
+def test_command_virtio_uses_tcg_and_a_snapshot(tmp_path: Path) -> None:
+    argv = qemu_command(
+        tmp_path / "a.img", tmp_path / "vars.fd", usb=False, secure_boot=False, memory_mib=512
+    )
+    joined = " ".join(argv)
+    assert argv[0] == "qemu-system-x86_64"
+    assert "q35,accel=tcg" in argv
+    assert f"if=none,id=bootkey,format=raw,snapshot=on,file={tmp_path}/a.img" in argv
+    assert "virtio-blk-pci,drive=bootkey" in argv
+    assert "usb-storage" not in joined
+    assert f"file={tmp_path}/vars.fd" in joined
+    assert argv[argv.index("-m") + 1] == "512"
+
+
+def test_command_usb_and_secure_boot(tmp_path: Path) -> None:
+    argv = qemu_command(
+        tmp_path / "a,b.img", tmp_path / "vars.fd", usb=True, secure_boot=True, memory_mib=1024
+    )
+    assert "qemu-xhci,id=xhci" in argv
+    assert "usb-storage,bus=xhci.0,drive=bootkey" in argv
+    assert "virtio-blk-pci,drive=bootkey" not in argv
+    assert "q35,accel=tcg,smm=on" in argv
+    assert any(str(OVMF_CODE_SECURE) in arg for arg in argv)
+    # a comma in a path is doubled, or QEMU would read it as an option separator
+    assert any(arg.endswith("file=" + str(tmp_path) + "/a,,b.img") for arg in argv)
+
+
+def test_missing_image_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no such image"), QemuBoot(tmp_path / "x.img", usb=False):
+        pass
+
+
+def partition(manifest: Path, name: str) -> dict[str, int]:
+    data = json.loads(manifest.read_text())
+    found: dict[str, int] = next(p for p in data["partitions"] if p["name"] == name)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("usb", [False, True], ids=["virtio", "usb"])
+def test_hello_boots_from_its_verified_root(
+    built_hello_image: tuple[Path, Path], usb: bool
+) -> None:
+    image, _manifest = built_hello_image
+    before = image.read_bytes()
+    with QemuBoot(image, usb=usb, timeout=BOOT_TIMEOUT) as vm:
+        vm.expect(MARKER)
+        vm.expect(r"BOOTHKEY-HELLO-ROOT: overlay overlay ")
+        vm.expect(r"BOOTHKEY-HELLO-DEVICE: boothkey-root")
+        log = vm.wait_exit(timeout=60)  # the hello init powers off; QEMU exits
+    assert "VERITY FAILURE" not in log
+    assert "checking every block" in log
+    assert ("/dev/sda2" in log) == usb and ("/dev/vda2" in log) != usb
+    assert image.read_bytes() == before  # snapshot=on: the boot wrote nothing back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_one_flipped_byte_in_the_root_stops_the_boot(
+    built_hello_image: tuple[Path, Path], tmp_path: Path, where: str
+) -> None:
+    image, manifest = built_hello_image
+    tampered = tmp_path / "tampered.img"
+    shutil.copyfile(image, tampered)
+    root = partition(manifest, "root")
+    blocks = json.loads(manifest.read_text())["verity"]["data_blocks"]
+    # A byte in the first block, or in the last block the hash tree covers.
+    offset = root["offset"] + (100 if where == "first" else (blocks - 1) * 4096 + 100)
+    with open(tampered, "r+b") as stream:
+        stream.seek(offset)
+        byte = stream.read(1)
+        stream.seek(offset)
+        stream.write(bytes([byte[0] ^ 0x01]))
+    with QemuBoot(tampered, usb=False, timeout=BOOT_TIMEOUT) as vm:
+        assert vm.expect([r"BOOTHKEY: VERITY FAILURE", "BOOTHKEY-HELLO"]) == 0
+        # After the message the machine halts: no marker, no shell, no switch to the root.
+        assert vm.expect([r"System halted", "BOOTHKEY-HELLO", r"starting /"], timeout=60) == 0
+        log = vm.log()
+    assert "BOOTHKEY-HELLO" not in log
+    assert "the machine is stopped" in log
+
+
+@pytest.mark.slow
+def test_qemu_is_killed_when_the_harness_exits(built_hello_image: tuple[Path, Path]) -> None:
+    image, _manifest = built_hello_image
+    vm = QemuBoot(image, usb=False, timeout=BOOT_TIMEOUT)
+    with vm:
+        child = vm._child
+        vm.expect("BdsDxe")  # firmware is running
+        assert child.isalive()
+    assert not child.isalive()
+    with pytest.raises(RuntimeError):
+        vm.command()  # its temporary firmware variables are gone too
+
+
+@pytest.mark.slow
+def test_expect_failure_shows_the_console(built_hello_image: tuple[Path, Path]) -> None:
+    image, _manifest = built_hello_image
+    with QemuBoot(image, usb=False, timeout=BOOT_TIMEOUT) as vm:
+        vm.expect(MARKER)
+        with pytest.raises(pexpect.EOF, match=MARKER):
+            vm.expect("this never appears")
