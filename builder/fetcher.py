@@ -10,6 +10,7 @@ signed index or the lock) and rename verified files into place.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -69,7 +70,8 @@ class RequestsFetcher:
 
     `timeout` is in seconds per connect/read. `retries` is how many extra attempts a
     connection error, timeout or 408/429/5xx answer gets before the request fails;
-    any other non-200 answer (404, 403, ...) fails at once.
+    any other non-200 answer (404, 403, ...) fails at once. One instance may be
+    shared by several threads.
     """
 
     def __init__(self, timeout: float = 30.0, retries: int = 2, backoff: float = 0.5) -> None:
@@ -78,7 +80,15 @@ class RequestsFetcher:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._session = requests.Session()
+        # One Session per thread: callers may share this fetcher between worker threads.
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
 
     def fetch_bytes(self, url: str, max_size: int) -> bytes:
         return b"".join(self._limited(url, max_size, exact=False))
@@ -134,7 +144,7 @@ class RequestsFetcher:
                 # Back off between attempts; the delay never reaches any output.
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._session.get(url, stream=True, timeout=self.timeout)
+                response = self._session().get(url, stream=True, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = _short_reason(exc)
                 continue
