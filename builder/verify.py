@@ -253,7 +253,9 @@ def check_boot(manifest: Manifest, boot: BootMeasurement) -> Check:
         return Check(
             name,
             False,
-            "the root filesystem is not the one the UKI trusts",
+            "the root filesystem is not the one the UKI trusts"
+            if boot.tree is not None
+            else "could not be checked",
             tuple(problems + details),
         )
     return Check(
