@@ -8,6 +8,7 @@ lock real bookworm packages from the machine's mirror and install them.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,12 @@ def test_extract_installs_exactly_the_lock_merged_usr_and_clean(
     assert (tree / "usr/bin/tool").read_bytes() == b"#!/bin/sh\necho tool\n"
     assert (tree / "usr/lib/libtool.so.1").is_file()
     check_merged_usr(tree)
-    for host_file in ("etc/hostname", "etc/resolv.conf", "etc/apt/sources.list"):
+    for host_file in (
+        "etc/hostname",
+        "etc/resolv.conf",
+        "etc/apt/sources.list",
+        "etc/apt/apt.conf.d/99mmdebstrap",
+    ):
         assert not (tree / host_file).exists(), host_file
     assert not list((tree / "var/cache/apt").rglob("*.deb"))
     assert not list((tree / "var/cache/apt").glob("*.bin"))
@@ -162,16 +168,22 @@ def test_two_runs_in_different_directories_give_identical_trees(
 ) -> None:
     recipe = write_recipe(tmp_path / "project", ["tool"])
     debs = {locked_fake(small_debs[n]): small_debs[n].path for n in ("tool", "libtool1")}
-    first = make_context(recipe, debs, tmp_path / "a" / "scratch")
-    second = make_context(recipe, debs, tmp_path / "elsewhere" / "b" / "scratch")
+    # One build directory everyone may enter, one private (umask 077): apt's
+    # sandbox user reaches only the first, which must not change owners in the tree.
+    with tempfile.TemporaryDirectory(prefix="boothkey-test-", dir="/tmp") as public_dir:
+        public = Path(public_dir)
+        public.chmod(0o755)
+        (tmp_path / "private").mkdir(mode=0o700)
+        first = make_context(recipe, debs, public / "scratch")
+        second = make_context(recipe, debs, tmp_path / "private" / "b" / "scratch")
 
-    run_rootfs(first, tmp_path / "a" / "out")
-    run_rootfs(second, tmp_path / "elsewhere" / "b" / "out")
+        run_rootfs(first, public / "out")
+        run_rootfs(second, tmp_path / "private" / "b" / "out")
 
-    one = tmp_path / "a" / "out" / "tree"
-    two = tmp_path / "elsewhere" / "b" / "out" / "tree"
-    assert tree_listing(one, mtimes=True) == tree_listing(two, mtimes=True)
-    assert tree_digest(one) == tree_digest(two)
+        one = public / "out" / "tree"
+        two = tmp_path / "private" / "b" / "out" / "tree"
+        assert tree_listing(one, mtimes=True) == tree_listing(two, mtimes=True)
+        assert tree_digest(one) == tree_digest(two)
 
 
 @needs_root

@@ -2,11 +2,11 @@
 
 Output `out/tree/`: what Debian's own tools make of the lock's "rootfs"
 packages (maintainer scripts run as Debian intends), with merged-/usr, every
-mtime clamped to SOURCE_DATE_EPOCH, and the few files mmdebstrap copies from
-the build host (/etc/hostname, /etc/resolv.conf) or points at the build
-directory (/etc/apt/sources.list) removed. The installed package set is
-compared with the lock: a package installed but not locked, or locked but not
-installed, fails the step naming it.
+mtime clamped to SOURCE_DATE_EPOCH, and the files mmdebstrap copies from the
+build host (/etc/hostname, /etc/resolv.conf) or writes about the build
+(/etc/apt/sources.list, /etc/apt/apt.conf.d/99mmdebstrap) removed. The
+installed package set is compared with the lock: a package installed but not
+locked, or locked but not installed, fails the step naming it.
 
 Info: {"packages": [{"name", "version", "architecture"}]} sorted by name.
 """
@@ -33,8 +33,14 @@ MERGED_USR = ("bin", "sbin", "lib", "lib64")
 _MERGED_USR_HOOK = (
     'for d in bin sbin lib lib64; do mkdir -p "$1/usr/$d" && ln -s "usr/$d" "$1/$d"; done'
 )
-# Files mmdebstrap writes from the host or about the build, never part of the image.
-_HOST_FILES = ("etc/apt/sources.list", "etc/hostname", "etc/resolv.conf")
+# Files mmdebstrap writes from the host or about the build (the local repository's
+# path, the --aptopt settings above), never part of the image.
+_HOST_FILES = (
+    "etc/apt/sources.list",
+    "etc/apt/apt.conf.d/99mmdebstrap",
+    "etc/hostname",
+    "etc/resolv.conf",
+)
 
 Package = tuple[str, str, str]  # (name, version, architecture)
 
@@ -139,6 +145,9 @@ def run_mmdebstrap(
         # No translations, no recommends: the lock decides the package set alone.
         '--aptopt=Acquire::Languages "none"',
         '--aptopt=APT::Install-Recommends "false"',
+        # apt's download sandbox chowns its partial/ directories to the HOST's _apt
+        # uid, and only when that user can reach the build directory: both vary.
+        '--aptopt=APT::Sandbox::User "root"',
         f"--logfile={log}",
     ]
     if include:
