@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
-from .canonical import CHUNK_SIZE
 from .errors import InputError, VerificationFailed
 from .keys import PublicKey, SigningKey
 
@@ -49,21 +46,6 @@ def parse_public_key_file(data: bytes, shown: str, name: str = "minisign") -> Pu
     if key.minisign_keynum != blob[2:10]:
         raise InputError(f"{shown}: key number was not made by boothkey from this key")
     return key
-
-
-def blake2b_file(path: Path, length: int | None = None) -> bytes:
-    """BLAKE2b-512 of a file (or its first `length` bytes), streamed."""
-    digest = hashlib.blake2b(digest_size=64)
-    remaining = length
-    with open(path, "rb", buffering=0) as stream:
-        while remaining is None or remaining > 0:
-            chunk = stream.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
-            if not chunk:
-                break
-            digest.update(chunk)
-            if remaining is not None:
-                remaining -= len(chunk)
-    return digest.digest()
 
 
 def sign_digest(

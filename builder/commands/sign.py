@@ -14,16 +14,17 @@ Beside the manifest it writes:
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..canonical import sha256_file
+from ..canonical import CHUNK_SIZE, sha256_file
 from ..dsse import image_statement, new_envelope, parse_envelope
 from ..errors import InputError, VerificationFailed
 from ..fsutil import write_atomic
 from ..keys import SigningKey, default_private_dir, load_private_key, read_passphrase
 from ..manifest import Manifest, read_manifest
-from ..minisign import blake2b_file, sign_digest
+from ..minisign import sign_digest
 
 
 def add_parser(subparsers: Any) -> None:
@@ -61,7 +62,7 @@ def sign_manifest(manifest_path: Path, key: SigningKey) -> list[Path]:
     manifest = read_manifest(manifest_path)
     directory = manifest_path.parent
     image_path = directory / manifest.image.file
-    _check_image(manifest, image_path)
+    digest = _checked_image_blake2b(manifest, image_path)
 
     envelope_path = directory / f"{manifest.name}.dsse.json"
     fresh = new_envelope(image_statement(manifest.raw))
@@ -81,7 +82,6 @@ def sign_manifest(manifest_path: Path, key: SigningKey) -> list[Path]:
         write_atomic(envelope_path, signed.to_bytes())
         written.append(envelope_path)
 
-    digest = blake2b_file(image_path)
     minisig = sign_digest(
         key,
         digest,
@@ -106,19 +106,26 @@ def sign_manifest(manifest_path: Path, key: SigningKey) -> list[Path]:
             (manifest_path.name, sha256_file(manifest_path)),
         ]
     )
-    write_atomic(sums, "".join(f"{digest}  {name}\n" for name, digest in lines).encode())
+    write_atomic(sums, "".join(f"{sha}  {name}\n" for name, sha in lines).encode())
     written.append(sums)
     return written
 
 
-def _check_image(manifest: Manifest, image_path: Path) -> None:
-    """Never sign an image that is not the one the manifest describes."""
+def _checked_image_blake2b(manifest: Manifest, image_path: Path) -> bytes:
+    """The image's BLAKE2b-512 (what minisign signs), after checking its size and sha256
+    against the manifest in the same read: never sign an image the manifest does not describe."""
     if not image_path.is_file():
         raise InputError(f"{image_path}: the image named by the manifest is not there")
     if image_path.stat().st_size != manifest.image.size:
         raise VerificationFailed(f"{image_path}: size differs from the manifest; not signing")
-    if sha256_file(image_path) != manifest.image.sha256:
+    sha256, blake2b = hashlib.sha256(), hashlib.blake2b(digest_size=64)
+    with open(image_path, "rb", buffering=0) as stream:
+        while chunk := stream.read(CHUNK_SIZE):
+            sha256.update(chunk)
+            blake2b.update(chunk)
+    if sha256.hexdigest() != manifest.image.sha256:
         raise VerificationFailed(f"{image_path}: sha256 differs from the manifest; not signing")
+    return blake2b.digest()
 
 
 def run(args: argparse.Namespace) -> int:

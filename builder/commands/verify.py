@@ -22,7 +22,14 @@ from typing import Any, BinaryIO
 from ..canonical import sha256_bytes
 from ..dsse import parse_envelope
 from ..errors import InputError, VerificationFailed
-from ..esp_read import GptTable, extract_esp_file, read_gpt, read_range, uki_cmdline
+from ..esp_read import (
+    GptTable,
+    cmdline_params,
+    extract_esp_file,
+    read_gpt,
+    read_range,
+    uki_cmdline,
+)
 from ..keys import load_trusted_keys
 from ..manifest import Manifest, read_manifest
 from ..verify import (
@@ -182,7 +189,7 @@ def measure_boot(path: Path, manifest: Manifest, table: GptTable | None) -> Boot
         cmdline = uki_cmdline(uki)
     except VerificationFailed as exc:
         return BootMeasurement(problems=(exc.message,))
-    params = dict(arg.partition("=")[::2] for arg in cmdline.split() if "=" in arg)
+    params = cmdline_params(cmdline)
     problems: list[str] = []
     try:
         salt = bytes.fromhex(params.get("boothkey.salt", ""))
