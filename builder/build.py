@@ -19,6 +19,7 @@ from .lockfile import Lock, load_lock_for
 from .manifest import MANIFEST_FORMAT, write_manifest
 from .paths import deb_cache_dir, step_cache_dir
 from .pipeline import StepRun, plan, run_pipeline
+from .provenance import write_sbom_and_provenance
 from .recipe import Recipe
 from .stepcache import StepCache
 from .steps.base import BuildContext
@@ -90,6 +91,8 @@ def build_image(
         if sha256_file(tmp) != disk.info["sha256"]:
             raise BuildError(f"{image_path}: copy does not match the built image")
     manifest = make_manifest(recipe, lock, results, image_name)
+    # SPDX SBOM and SLSA provenance beside the image, pinned in the manifest by digest.
+    write_sbom_and_provenance(manifest, lock, out_dir, debs.verified_path, cache_dir / "copyright")
     manifest_path = out_dir / f"{recipe.name}.manifest.json"
     write_manifest(manifest_path, manifest)
     return BuildResult(image_path, manifest_path, results, manifest)
