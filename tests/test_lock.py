@@ -178,28 +178,35 @@ def test_unreachable_mirror_exit_1(
     assert f"http://127.0.0.1:{port}/d/dists/bookworm/InRelease" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_real_archive_lock_matches_what_apt_would_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Lock a recipe against the real archive (default mirrors) and compare the rootfs
-    set with mmdebstrap's own simulated install of the same package list."""
-    monkeypatch.delenv("BOOTHKEY_MIRROR", raising=False)
+def _real_recipe(tmp_path: Path, variant: str) -> Path:
+    """recipes/booth.yaml with its overlays (variant essential), or a small extract recipe."""
     source = PROJECT / "recipes" / "booth.yaml"
     (tmp_path / "recipes").mkdir()
-    if source.exists():
-        recipe = tmp_path / "recipes" / "booth.yaml"
+    recipe = tmp_path / "recipes" / "booth.yaml"
+    if variant == "essential" and source.exists():
         shutil.copyfile(source, recipe)
         for overlay in load_recipe(source).overlays:
             shutil.copytree(overlay, tmp_path / overlay.relative_to(PROJECT))
     else:
-        recipe = tmp_path / "recipes" / "booth.yaml"
         recipe.write_text(
             'name: booth\nversion: "1"\ndistribution: {suite: bookworm}\n'
-            "packages: [python3, busybox-static]\n"
+            f"packages: [python3, busybox-static]\nrootfs: {{variant: {variant}}}\n"
         )
+    return recipe
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["essential", "extract"])
+def test_real_archive_lock_matches_what_apt_would_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """Lock a recipe against the real archive (default mirrors) and compare the rootfs
+    set, name and version, with mmdebstrap's own simulated install of the same list."""
+    monkeypatch.delenv("BOOTHKEY_MIRROR", raising=False)
+    recipe = _real_recipe(tmp_path, variant)
     assert main(["lock", str(recipe)]) == 0
     parsed = load_recipe(recipe)
+    assert parsed.rootfs.variant == variant
     locked = load_lock_for(parsed)
     assert locked.archive.codename == "bookworm"
     assert {"linux-image-amd64", "systemd-boot-efi", "busybox-static", "dmsetup"} <= {
