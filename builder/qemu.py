@@ -119,10 +119,14 @@ class QemuBoot:
             memory_mib=self.memory_mib,
         )
 
-    def _prepare(self) -> None:
+    def check(self) -> None:
+        """Raise `InputError`/`ToolError` if the image, firmware or QEMU is missing."""
         if not self.image.is_file():
             raise InputError(f"{self.image}: no such image file")
         check_firmware(self.secure_boot)
+
+    def _prepare(self) -> None:
+        self.check()
         self._workdir = Path(tempfile.mkdtemp(prefix="boothkey-qemu-"))
         source = OVMF_VARS_SECURE if self.secure_boot else OVMF_VARS
         shutil.copyfile(source, self._workdir / "OVMF_VARS.fd")

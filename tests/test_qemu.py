@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pexpect
 import pytest
 
+from builder.cli import main
 from builder.errors import InputError
 from builder.qemu import OVMF_CODE_SECURE, QemuBoot, qemu_command
 
@@ -118,3 +121,25 @@ def test_expect_failure_shows_the_console(built_hello_image: tuple[Path, Path]) 
         vm.expect(MARKER)
         with pytest.raises(pexpect.EOF, match=MARKER):
             vm.expect("this never appears")
+
+
+def test_boot_command_refuses_a_missing_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", str(tmp_path / "none.img"), "--usb"]) == 2
+    assert "no such image file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_boot_command_runs_the_image_on_this_terminal(built_hello_image: tuple[Path, Path]) -> None:
+    image, _manifest = built_hello_image
+    result = subprocess.run(
+        [sys.executable, "build.py", "boot", str(image), "--usb"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=BOOT_TIMEOUT,
+    )
+    assert result.returncode == 0  # the hello init powers off, so QEMU exits by itself
+    assert MARKER.encode() in result.stdout
+    assert b"Ctrl-A then X" in result.stderr

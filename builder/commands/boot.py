@@ -35,6 +35,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     boot = QemuBoot(args.image, usb=args.usb, secure_boot=args.secure_boot, memory_mib=args.memory)
+    boot.check()
     how = "USB stick (xHCI)" if args.usb else "virtio disk"
     firmware = "UEFI with Secure Boot" if args.secure_boot else "UEFI"
     print(
