@@ -71,14 +71,23 @@ class Envelope:
         signature = Signature(keyid, key.sign(pae(self.payload_type, self.payload)))
         return replace(self, signatures=(*self.signatures, signature))
 
-    def trusted_signers(self, trusted: Mapping[str, PublicKey]) -> list[PublicKey]:
-        """The distinct trusted keys with a valid signature; a key signing twice counts once."""
+    def check_each(
+        self, trusted: Mapping[str, PublicKey]
+    ) -> list[tuple[Signature, PublicKey | None, bool]]:
+        """Each signature with its trusted key (None if unknown) and whether it is valid."""
         message = pae(self.payload_type, self.payload)
-        found: dict[str, PublicKey] = {}
+        results: list[tuple[Signature, PublicKey | None, bool]] = []
         for signature in self.signatures:
             key = trusted.get(signature.keyid)
-            if key is not None and key.keyid not in found and key.verify(signature.sig, message):
-                found[key.keyid] = key
+            results.append((signature, key, key is not None and key.verify(signature.sig, message)))
+        return results
+
+    def trusted_signers(self, trusted: Mapping[str, PublicKey]) -> list[PublicKey]:
+        """The distinct trusted keys with a valid signature; a key signing twice counts once."""
+        found: dict[str, PublicKey] = {}
+        for _signature, key, valid in self.check_each(trusted):
+            if key is not None and valid:
+                found.setdefault(key.keyid, key)
         return list(found.values())
 
     def statement(self) -> dict[str, Any]:

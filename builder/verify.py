@@ -135,23 +135,20 @@ def check_signatures(
             "the signed statement does not describe this manifest (the manifest or the envelope "
             "was altered, or they belong to different builds)",
         )
-    signers = envelope.trusted_signers(trusted)
-    signer_ids = {key.keyid for key in signers}
-    seen: set[str] = set()
-    for signature in envelope.signatures:
-        key = trusted.get(signature.keyid)
+    counted: set[str] = set()
+    for signature, key, valid in envelope.check_each(trusted):
         if key is None:
             details.append(
                 f"ignored: signature by a key not in the trusted set ({signature.keyid[:16]})"
             )
-        elif signature.keyid in seen:
-            details.append(f"ignored: {key.name} signed more than once (counted once)")
-        elif signature.keyid in signer_ids:
-            details.append(f"valid signature by {key.name} ({key.keyid[:16]})")
-        else:
+        elif not valid:
             details.append(f"INVALID signature claiming to be by {key.name} ({key.keyid[:16]})")
-        seen.add(signature.keyid)
-    count = len(signers)
+        elif key.keyid in counted:
+            details.append(f"ignored: {key.name} signed more than once (counted once)")
+        else:
+            details.append(f"valid signature by {key.name} ({key.keyid[:16]})")
+            counted.add(key.keyid)
+    count = len(counted)
     summary = f"{count} distinct trusted signer(s), {threshold} required"
     return Check(name, count >= threshold, summary, tuple(details))
 
