@@ -373,3 +373,20 @@ def test_real_hello_image_signs_and_verifies_with_outside_tools(
     _flip(image, manifest.partition("root").offset + 4096 * 3 + 17)
     report = verify_files(image, manifest_path, None, trusted, 1)
     assert _failed(report) == {"image digest", "partitions", "root hash tree"}
+
+
+def test_an_invalid_signature_beside_a_valid_one_by_the_same_key(
+    signed: BuiltImage, tmp_path: Path, keys: dict[str, SigningKey]
+) -> None:
+    path, raw = _envelope(signed)
+    signatures = raw["signatures"]
+    assert isinstance(signatures, list)
+    alice = next(s for s in signatures if s["keyid"] == keys["alice"].public.keyid)
+    forged = dict(alice, sig=base64.b64encode(bytes(64)).decode())
+    raw["signatures"] = [forged, alice]
+    path.write_text(json.dumps(raw))
+    report = _verify(signed, _trust(tmp_path / "t", keys["alice"]))
+    assert report.ok
+    text = report.to_text()
+    assert "INVALID signature claiming to be by alice" in text
+    assert "valid signature by alice" in text
