@@ -163,7 +163,10 @@ def build_rootimage(tmp_path: Path, fmt: str, compression: str, where: str) -> S
 
 
 @needs_root
-@pytest.mark.parametrize(("fmt", "compression"), [("squashfs", "zstd"), ("erofs", "lz4hc")])
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [("squashfs", "zstd"), ("squashfs", "xz"), ("erofs", "lz4hc"), ("erofs", "none")],
+)
 def test_rootimage_is_reproducible_and_block_padded(
     tmp_path: Path, fmt: str, compression: str
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -105,8 +106,8 @@ class EspStep:
         loader = inputs["uki"].path / "BOOTX64.EFI"
         if not loader.is_file():
             raise BuildError(f"step esp: no {loader} from step {inputs['uki'].name}")
-        staging = ctx.scratch / f"esp-{inputs['uki'].step_id[:16]}"
-        staging.mkdir(parents=True, exist_ok=True)
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="esp-", dir=ctx.scratch))
         try:
             size = make_esp(loader, out / "esp.img", ctx.source_date_epoch, staging)
         finally:
