@@ -12,11 +12,13 @@ from typing import Any
 
 from . import __version__
 from .canonical import sha256_file, sha256_json
+from .compare import FILE_LIST_STEP, write_file_list
 from .debcache import DebCache
 from .errors import BuildError
 from .fsutil import atomic_path
 from .lockfile import Lock, load_lock_for
 from .manifest import MANIFEST_FORMAT, write_manifest
+from .overlay import overlay_digest
 from .paths import deb_cache_dir, step_cache_dir
 from .pipeline import StepRun, plan, run_pipeline
 from .provenance import write_sbom_and_provenance
@@ -24,7 +26,6 @@ from .recipe import Recipe
 from .stepcache import StepCache
 from .steps.base import BuildContext
 from .tools import package_version
-from .treedigest import tree_digest
 
 # Host packages whose tools can shape the output bytes; their versions go into the manifest.
 RECORDED_HOST_PACKAGES = (
@@ -51,7 +52,9 @@ class BuildResult:
 
 
 def overlays_digest(recipe: Recipe) -> str:
-    return sha256_json([tree_digest(path) for path in recipe.overlays])
+    # What the overlay step reads (exec bits, content, links), not the checkout's owners,
+    # umask-dependent modes or times: an observer's fresh checkout must give the same value.
+    return sha256_json([overlay_digest(path) for path in recipe.overlays])
 
 
 def build_image(
@@ -91,6 +94,16 @@ def build_image(
         if sha256_file(tmp) != disk.info["sha256"]:
             raise BuildError(f"{image_path}: copy does not match the built image")
     manifest = make_manifest(recipe, lock, results, image_name)
+    # The root filesystem's file list, published beside the manifest so an observer's
+    # rebuild can name the files that differ; the manifest pins it by digest.
+    files_name = f"{recipe.name}.files.json"
+    manifest["files"] = {
+        "file": files_name,
+        "step": FILE_LIST_STEP,
+        "sha256": write_file_list(
+            results[FILE_LIST_STEP].output.path / "tree", out_dir / files_name
+        ),
+    }
     # SPDX SBOM and SLSA provenance beside the image, pinned in the manifest by digest.
     write_sbom_and_provenance(manifest, lock, out_dir, debs.verified_path, cache_dir / "copyright")
     manifest_path = out_dir / f"{recipe.name}.manifest.json"

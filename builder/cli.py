@@ -10,6 +10,7 @@ from types import ModuleType
 from . import __version__
 from .commands import boot as boot_command
 from .commands import build as build_command
+from .commands import bundle as bundle_command
 from .commands import cache as cache_command
 from .commands import election as election_command
 from .commands import fetch as fetch_command
@@ -17,6 +18,7 @@ from .commands import fingerprint as fingerprint_command
 from .commands import flash as flash_command
 from .commands import keygen as keygen_command
 from .commands import lock as lock_command
+from .commands import rebuild as rebuild_command
 from .commands import sign as sign_command
 from .commands import verify as verify_command
 from .errors import BoothkeyError
@@ -32,6 +34,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     keygen_command,
     sign_command,
     verify_command,
+    bundle_command,
+    rebuild_command,
     election_command,
     fingerprint_command,
 )
