@@ -13,7 +13,7 @@ import email.utils
 import lzma
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,7 @@ class Release:
     inrelease_sha256: str  # of the InRelease bytes as downloaded
     signing_key: str  # fingerprint from gpgv's VALIDSIG (primary key)
     files: Mapping[str, IndexFile]
+    by_hash: bool = False  # "Acquire-By-Hash: yes": index files also live under by-hash/SHA256/
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ def parse_release(
         inrelease_sha256=inrelease_sha256,
         signing_key=signing_key,
         files=files,
+        by_hash=str(release.get("Acquire-By-Hash", "")).strip().lower() == "yes",
     )
 
 
@@ -300,10 +302,24 @@ def fetch_packages(
             f"{mirror}: the signed Release of {release.suite} lists no {relative} "
             f"(is component {component!r} or architecture {architecture!r} right?)"
         )
-    url = mirror_url(mirror, f"dists/{suite}/{relative}")
-    shown = describe_url(url)
-    data = fetcher.fetch_bytes(url, expected.size)
-    check_index_file(data, expected, shown)
+    directory = relative.rsplit("/", 1)[0]
+    paths = [f"dists/{suite}/{relative}"]
+    if release.by_hash:
+        # A mirror in mid-sync may already serve the next Packages.xz under its plain name;
+        # the by-hash copy is the one this Release signed (apt does the same).
+        paths.insert(0, f"dists/{suite}/{directory}/by-hash/SHA256/{expected.sha256}")
+    data = b""
+    shown = ""
+    for attempt, path in enumerate(paths):
+        url = mirror_url(mirror, path)
+        shown = describe_url(url)
+        try:
+            data = fetcher.fetch_bytes(url, expected.size)
+            check_index_file(data, expected, shown)
+            break
+        except FetchError:
+            if attempt == len(paths) - 1:
+                raise
     try:
         text = lzma.decompress(data)
     except lzma.LZMAError as exc:
@@ -318,26 +334,32 @@ def load_index(
     architecture: str,
     components: Sequence[str],
     keyring: Path,
+    report: Callable[[str], None] | None = None,
 ) -> ArchiveIndex:
     """The verified index of `suite` from the first mirror that serves it completely.
 
     A mirror that is unreachable or serves bytes not matching the signed Release
     (`FetchError`) is skipped for the next one; a bad signature
     (`VerificationFailed`) stops at once. If every mirror fails, the `FetchError`
-    lists each mirror's problem.
+    lists each mirror's problem. `report` gets one line per step, for the user.
     """
+    say = report or (lambda _line: None)
     if not mirrors:
         raise InputError("no mirror: pass --mirror URL, set BOOTHKEY_MIRROR, or configure apt")
     problems: list[str] = []
-    for mirror in mirrors:
+    for position, mirror in enumerate(mirrors, start=1):
+        shown = describe_url(mirror)
         try:
             release = fetch_release(fetcher, mirror, suite, keyring)
+            say(f"{shown}: InRelease of {suite} ({release.date}) verified")
             packages: list[PackageRecord] = []
             for component in components:
-                packages.extend(
-                    fetch_packages(fetcher, mirror, suite, release, component, architecture)
-                )
+                found = fetch_packages(fetcher, mirror, suite, release, component, architecture)
+                say(f"{shown}: {component}/binary-{architecture}: {len(found)} packages")
+                packages.extend(found)
         except FetchError as exc:
+            if position < len(mirrors):
+                say(f"{shown}: skipped, trying the next mirror: {exc.message.splitlines()[0]}")
             problems.append(exc.message)
             continue
         return ArchiveIndex(mirror, release, architecture, tuple(components), tuple(packages))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,17 +103,22 @@ def resolve_sets(recipe: Recipe, index: ArchiveIndex) -> tuple[LockedPackage, ..
     return tuple(sorted(locked, key=lambda p: (p.name, p.architecture)))
 
 
-def lock_recipe(recipe: Recipe, fetcher: Fetcher, mirrors: Sequence[str]) -> LockResult:
+def lock_recipe(
+    recipe: Recipe,
+    fetcher: Fetcher,
+    mirrors: Sequence[str],
+    report: Callable[[str], None] | None = None,
+) -> LockResult:
     """Verify the recipe's archive index (first working mirror) and build its Lock.
 
     Pure apart from fetching: the same recipe and archive snapshot give an equal Lock
     whichever mirror served it. `archive.suite` is the recipe's suite (the `dists/`
     directory that was verified); `source_date_epoch` is the recipe's, else the
-    Release Date.
+    Release Date. `report` gets progress lines for the user.
     """
     dist = recipe.distribution
     index = load_index(
-        fetcher, mirrors, dist.suite, dist.architecture, dist.components, dist.keyring
+        fetcher, mirrors, dist.suite, dist.architecture, dist.components, dist.keyring, report
     )
     packages = resolve_sets(recipe, index)
     release = index.release

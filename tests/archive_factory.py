@@ -241,10 +241,13 @@ def make_archive(
     codename: str | None = None,
     date: str = FIXED_DATE,
     extra_release_fields: Mapping[str, str] | None = None,
+    by_hash: bool = False,
 ) -> Archive:
     """Write a Debian-layout archive under `root` holding `packages` in component main.
 
     With `sign_with=None` the Release is left unsigned (no InRelease): for tamper tests.
+    With `by_hash`, index files are also stored under `by-hash/SHA256/<digest>` and the
+    Release says `Acquire-By-Hash: yes`, as Debian's archive does.
     """
     debs = tuple(sorted(packages, key=lambda d: (d.name, d.version, d.architecture)))
     codename = codename or suite
@@ -258,6 +261,12 @@ def make_archive(
     packages_text = "\n".join(packages_stanza(deb) for deb in debs).encode()
     (binary / "Packages").write_bytes(packages_text)
     (binary / "Packages.xz").write_bytes(lzma.compress(packages_text, preset=6))
+    if by_hash:
+        store = binary / "by-hash" / "SHA256"
+        store.mkdir(parents=True, exist_ok=True)
+        for name in ("Packages", "Packages.xz"):
+            data = (binary / name).read_bytes()
+            (store / hashlib.sha256(data).hexdigest()).write_bytes(data)
 
     release_fields: dict[str, Any] = {
         "Origin": "boothkey-tests",
@@ -269,6 +278,8 @@ def make_archive(
         "Components": "main",
         "Description": "test archive",
     }
+    if by_hash:
+        release_fields["Acquire-By-Hash"] = "yes"
     release_fields.update(extra_release_fields or {})
     lines = [f"{key}: {value}" for key, value in release_fields.items()]
     lines.append("SHA256:")

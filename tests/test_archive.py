@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import lzma
+import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from archive_factory import FIXED_EPOCH, GpgKey, ServedArchive, sign_release
+from archive_factory import (
+    FIXED_EPOCH,
+    FakeDeb,
+    GpgKey,
+    HttpServer,
+    ServedArchive,
+    make_archive,
+    sign_release,
+)
 
 from builder.archive import ArchiveIndex, fetch_release, load_index, verify_inrelease
 from builder.errors import FetchError, InputError, VerificationFailed
@@ -265,3 +274,26 @@ def test_ascii_armored_keyring_is_accepted(
     keyring.write_bytes(armored.replace(b"\n\n", b"\n\n!!", 1))
     with pytest.raises(InputError, match="damaged ASCII-armored key block"):
         _load(served_archive, keyring)
+
+
+def test_by_hash_index_survives_a_mirror_in_mid_sync(
+    http_server: HttpServer, universe: list[FakeDeb], gpg_key: GpgKey
+) -> None:
+    archive = make_archive(
+        http_server.root / "by-hash-archive", "bookworm", universe, gpg_key, by_hash=True
+    )
+    served = ServedArchive(archive, http_server.url_for(archive.root))
+    plain = archive.packages_xz
+    signed_bytes = plain.read_bytes()
+    # The plain name already holds other bytes (the next sync); by-hash still has ours.
+    damaged = bytearray(signed_bytes)
+    damaged[-20] ^= 0xFF
+    plain.write_bytes(bytes(damaged))
+    assert len(_load(served, gpg_key.keyring).packages) == len(universe)
+    # Without the by-hash copy, the plain file is tried and its mismatch reported.
+    store = plain.parent / "by-hash" / "SHA256"
+    shutil.rmtree(store)
+    with pytest.raises(FetchError, match=r"binary-amd64/Packages\.xz: does not match the signed"):
+        _load(served, gpg_key.keyring)
+    plain.write_bytes(signed_bytes)
+    assert len(_load(served, gpg_key.keyring).packages) == len(universe)

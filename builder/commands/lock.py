@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from ..fetcher import RequestsFetcher
+from ..fetcher import RequestsFetcher, describe_url
 from ..lockfile import write_lock
 from ..locking import lock_recipe, shown_path
 from ..mirrors import MIRROR_ENV, choose_mirrors
+from ..progress import format_size
 from ..recipe import load_recipe
 
 
@@ -41,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     mirrors = choose_mirrors(args.mirror, recipe.distribution.suite)
-    result = lock_recipe(recipe, RequestsFetcher(timeout=args.timeout), mirrors)
+    result = lock_recipe(recipe, RequestsFetcher(timeout=args.timeout), mirrors, report=_progress)
     lock = result.lock
     path = recipe.lock_path
     old = path.read_bytes() if path.exists() else None
@@ -50,14 +52,18 @@ def run(args: argparse.Namespace) -> int:
         write_lock(lock, path)
     rootfs = lock.in_set("rootfs")
     boot = lock.in_set("boot")
-    total = sum(p.size for p in lock.packages)
+    total = format_size(sum(p.size for p in lock.packages))
     archive = lock.archive
     state = "unchanged" if old == new else ("updated" if old is not None else "written")
     print(f"{shown_path(path)}: {state}")
     print(
         f"  {len(lock.packages)} packages ({len(rootfs)} rootfs, {len(boot)} boot), "
-        f"{total / 1_048_576:.1f} MiB to download"
+        f"{total} to download"
     )
     print(f"  archive {archive.suite} ({archive.codename}) of {archive.date}")
-    print(f"  signed by {archive.signing_key}; mirror {result.index.mirror}")
+    print(f"  signed by {archive.signing_key}; mirror {describe_url(result.index.mirror)}")
     return 0
+
+
+def _progress(line: str) -> None:
+    print(f"lock: {line}", file=sys.stderr, flush=True)
