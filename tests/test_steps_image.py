@@ -14,7 +14,7 @@ import pytest
 from test_pe import minimal_pe
 
 from builder.canonical import sha256_file
-from builder.errors import InputError
+from builder.errors import BuildError, InputError
 from builder.gpt import (
     ESP_TYPE,
     LINUX_DATA_TYPE,
@@ -513,3 +513,77 @@ def test_uki_from_real_debs(tmp_path: Path, real_boot_debs: dict[str, Path]) -> 
     assert image.timestamp == EPOCH
     objdump = subprocess.run(["objdump", "-h", uki], capture_output=True, text=True, check=True)
     assert ".linux" in objdump.stdout and ".initrd" in objdump.stdout
+
+
+def fake_deb(where: Path, name: str, files: Mapping[str, bytes]) -> Path:
+    """A minimal .deb holding `files` (paths relative to /), built with dpkg-deb."""
+    root = where / f"{name}-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: amd64\nMaintainer: t <t@example.org>\n"
+        "Description: test package\n"
+    )
+    for relative, data in files.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    deb = where / f"{name}_1.0_amd64.deb"
+    run_tool(["dpkg-deb", "--root-owner-group", "-Zgzip", "-b", root, deb])
+    return deb
+
+
+def _fake_boot_debs(tmp_path: Path) -> dict[str, Path]:
+    stub = fake_stub(tmp_path / "stub.efi").read_bytes()
+    return {
+        "systemd-boot-efi": fake_deb(
+            tmp_path, "systemd-boot-efi", {"usr/lib/systemd/boot/efi/linuxx64.efi.stub": stub}
+        ),
+        "linux-image-9.9.9-1-amd64": fake_deb(
+            tmp_path, "linux-image-9.9.9-1-amd64", {"boot/vmlinuz-9.9.9-1-amd64": b"MZ" * 5000}
+        ),
+    }
+
+
+def _uki_inputs(tmp_path: Path, initrd_kernel: str) -> dict[str, StepOutput]:
+    initrd = tmp_path / "initrd"
+    initrd.mkdir()
+    (initrd / "initrd.img").write_bytes(b"initrd")
+    verity_info = {"root_hash": "ab" * 32, "salt": "01", "data_blocks": 1}
+    return {
+        "verity": given("verity", tmp_path, verity_info),
+        "initrd": given("initrd", initrd, {"kernel_version": initrd_kernel}),
+    }
+
+
+def test_uki_step_with_stand_in_packages(tmp_path: Path) -> None:
+    debs = _fake_boot_debs(tmp_path)
+    lock = make_lock(tuple(locked(name) for name in sorted(debs)))
+    ctx = make_ctx(tmp_path, make_recipe(tmp_path), lock, debs)
+    out = run_step(UkiStep(), ctx, _uki_inputs(tmp_path, "9.9.9-1-amd64"), tmp_path / "uki")
+    uki = out.path / "BOOTX64.EFI"
+    assert out.info["kernel_version"] == "9.9.9-1-amd64"
+    assert read_section(uki, ".linux") == b"MZ" * 5000
+    assert read_section(uki, ".initrd") == b"initrd"
+    assert read_section(uki, ".cmdline").decode() == out.info["cmdline"]
+    assert sorted(p.name for p in out.path.iterdir()) == ["BOOTX64.EFI", "cmdline.txt"]
+    assert list(ctx.scratch.iterdir()) == []  # extracted packages are cleaned up
+
+
+def test_uki_step_refuses_an_initrd_for_another_kernel(tmp_path: Path) -> None:
+    debs = _fake_boot_debs(tmp_path)
+    lock = make_lock(tuple(locked(name) for name in sorted(debs)))
+    ctx = make_ctx(tmp_path, make_recipe(tmp_path), lock, debs)
+    with pytest.raises(BuildError, match=r"initrd was built for kernel 9\.9\.9-2-amd64"):
+        run_step(UkiStep(), ctx, _uki_inputs(tmp_path, "9.9.9-2-amd64"), tmp_path / "uki")
+
+
+def test_uki_step_names_a_missing_stub_package(tmp_path: Path) -> None:
+    lock = make_lock((locked("linux-image-9.9.9-1-amd64"),))
+    ctx = make_ctx(tmp_path, make_recipe(tmp_path), lock)
+    inputs = {
+        "verity": given(
+            "verity", tmp_path, {"root_hash": "ab" * 32, "salt": "01", "data_blocks": 1}
+        )
+    }
+    with pytest.raises(InputError, match="'systemd-boot-efi' is not in the boot set"):
+        UkiStep().options(ctx, inputs)

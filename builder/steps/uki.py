@@ -33,8 +33,9 @@ from .base import BuildContext, StepOutput
 STUB_PACKAGE = "systemd-boot-efi"
 STUB_PATH = "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 PAGE = 4096
-# Sections systemd 252's stub reads that boothkey fills, in the order they are laid out.
-# .linux goes last, as ukify does, because it is the one most likely to grow.
+# systemd 252's stub reads .linux, .initrd, .cmdline, .osrel, .splash, .dtb, .pcrsig and
+# .pcrpkey; boothkey fills these four, laid out in this order. .linux goes last, as
+# ukify does, because it is the one most likely to grow.
 UKI_SECTIONS = (".osrel", ".cmdline", ".initrd", ".linux")
 _VERSIONED_KERNEL_RE = re.compile(r"^linux-image-[0-9]")
 _BOOTHKEY_PARAM_RE = re.compile(r"^boothkey\.")
