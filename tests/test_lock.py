@@ -75,10 +75,12 @@ def test_lock_pins_both_sets(
     deb = next(d for d in served_archive.archive.debs if d.name == "booth")
     assert (booth.sha256, booth.size, booth.filename) == (deb.sha256, deb.size, deb.pool_path())
     assert [p.name for p in locked.packages] == sorted(p.name for p in locked.packages)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert re.search(
         r"testbooth\.lock\.json: written\n  \d+ packages \(\d+ rootfs, \d+ boot\)", out
     )
+    assert f"lock: {served_archive.mirror}: InRelease of bookworm (" in captured.err
     assert gpg_key.fingerprint in out
 
 
