@@ -40,8 +40,9 @@ def iso_time(epoch: int) -> str:
 
 def purl(pkg: LockedPackage) -> str:
     """The package URL of a Debian binary package: pkg:deb/debian/NAME@VERSION?arch=ARCH."""
+    # Percent-encoded as the purl reference library does: "+" becomes %2B, ":" stays.
     return (
-        f"pkg:deb/debian/{quote(pkg.name, safe='.-_~+')}@{quote(pkg.version, safe='.-_~')}"
+        f"pkg:deb/debian/{quote(pkg.name, safe='.-_~:')}@{quote(pkg.version, safe='.-_~:')}"
         f"?arch={quote(pkg.architecture, safe='')}"
     )
 

@@ -1,0 +1,119 @@
+"""SLSA provenance: content, determinism, and the build hook that writes SBOM and
+provenance beside the image and pins them in the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_sbom import LockedDebs, demo_manifest, make_locked_debs, validate_spdx
+
+from builder.canonical import sha256_file
+from builder.dsse import STATEMENT_TYPE, image_statement
+from builder.manifest import parse_manifest, read_manifest
+from builder.provenance import (
+    BUILD_TYPE,
+    PREDICATE_TYPE,
+    make_provenance,
+    write_sbom_and_provenance,
+)
+from builder.sbom import purl
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> LockedDebs:
+    return make_locked_debs(tmp_path_factory.mktemp("debs"))
+
+
+def test_provenance_statement_names_inputs_dependencies_and_tools(locked: LockedDebs) -> None:
+    manifest = demo_manifest(locked.lock)
+    statement = make_provenance(manifest, locked.lock)
+    assert statement["_type"] == STATEMENT_TYPE
+    assert statement["predicateType"] == PREDICATE_TYPE == "https://slsa.dev/provenance/v1"
+    assert statement["subject"] == image_statement(manifest)["subject"]
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["buildType"] == BUILD_TYPE
+    assert definition["externalParameters"] == {
+        "recipe": {"file": "recipes/demo.yaml", "sha256": "cd" * 32},
+        "lock_sha256": "12" * 32,
+        "overlays_sha256": "ef" * 32,
+    }
+    assert definition["internalParameters"]["source_date_epoch"] == locked.lock.source_date_epoch
+    dependencies = definition["resolvedDependencies"]
+    assert dependencies[1] == {
+        "name": "recipes/demo.lock.json",
+        "digest": {"sha256": "12" * 32},
+        "annotations": {"role": "lock"},
+    }
+    debs = {d["digest"]["sha256"]: d for d in dependencies if d["annotations"]["role"] != "recipe"}
+    for pkg in locked.lock.packages:
+        assert debs[pkg.sha256]["uri"] == purl(pkg)
+        assert debs[pkg.sha256]["name"] == pkg.filename
+    builder = statement["predicate"]["runDetails"]["builder"]
+    assert builder["version"] == {
+        "boothkey": "0.1.0",
+        "dpkg": "1.21.22",
+        "squashfs-tools": "1:4.5.1-1",
+    }
+    # Nothing about when or where: no timestamps, no invocation id.
+    assert statement["predicate"]["runDetails"]["metadata"] == {}
+
+
+def test_provenance_ignores_the_entries_that_list_it(locked: LockedDebs) -> None:
+    manifest = demo_manifest(locked.lock)
+    listed = dict(manifest, sbom={"file": "x", "sha256": "0" * 64})
+    listed["provenance"] = {"file": "y", "sha256": "1" * 64}
+    first = make_provenance(manifest, locked.lock)
+    assert first == make_provenance(listed, locked.lock)
+    assert first != make_provenance(demo_manifest(locked.lock, "ff" * 32), locked.lock)
+
+
+def test_build_hook_writes_identical_documents_twice_and_lists_them(
+    locked: LockedDebs, tmp_path: Path
+) -> None:
+    written = []
+    for run in ("one", "two"):
+        manifest = demo_manifest(locked.lock)
+        out = tmp_path / run
+        out.mkdir()
+        write_sbom_and_provenance(
+            manifest, locked.lock, out, locked.deb_path, tmp_path / f"cache-{run}"
+        )
+        parse_manifest(manifest, "hooked manifest")  # still a readable manifest
+        for key, name in (("sbom", "demo.spdx.json"), ("provenance", "demo.provenance.json")):
+            assert manifest[key] == {"file": name, "sha256": sha256_file(out / name)}
+        written.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+        assert validate_spdx(out / "demo.spdx.json").returncode == 0
+    assert written[0] == written[1]
+    assert sorted(written[0]) == ["demo.provenance.json", "demo.spdx.json"]
+    assert not list(tmp_path.glob("*/.*.tmp"))
+
+
+def test_documents_do_not_depend_on_the_listing(locked: LockedDebs, tmp_path: Path) -> None:
+    """Running the hook on a manifest that already lists documents (a re-run) changes nothing."""
+    manifest = demo_manifest(locked.lock)
+    write_sbom_and_provenance(manifest, locked.lock, tmp_path, locked.deb_path)
+    listed = {key: manifest[key] for key in ("sbom", "provenance")}
+    write_sbom_and_provenance(manifest, locked.lock, tmp_path, locked.deb_path)
+    assert {key: manifest[key] for key in ("sbom", "provenance")} == listed
+
+
+@pytest.mark.slow
+def test_build_writes_provenance_beside_the_hello_image(
+    built_hello_image: tuple[Path, Path],
+) -> None:
+    image, manifest_path = built_hello_image
+    manifest = read_manifest(manifest_path).raw
+    path = manifest_path.parent / manifest["provenance"]["file"]
+    assert sha256_file(path) == manifest["provenance"]["sha256"]
+    statement = json.loads(path.read_bytes())
+    assert statement["subject"][0] == {"name": image.name, "digest": {"sha256": sha256_file(image)}}
+    resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    digests = {d["digest"]["sha256"] for d in resolved}
+    assert {p["sha256"] for p in manifest["packages"]} <= digests
+    assert manifest["recipe"]["sha256"] in digests and manifest["lock_sha256"] in digests
+    assert (
+        statement["predicate"]["runDetails"]["builder"]["version"]["dpkg"]
+        == manifest["tools"]["dpkg"]
+    )
