@@ -70,6 +70,7 @@ def test_hello_boots_from_its_verified_root(
         vm.expect(r"BOOTHKEY-HELLO-DEVICE: boothkey-root")
         log = vm.wait_exit(timeout=60)  # the hello init powers off; QEMU exits
     assert "VERITY FAILURE" not in log
+    assert "could not load module" not in log
     assert "checking every block" in log
     assert ("/dev/sda2" in log) == usb and ("/dev/vda2" in log) != usb
     assert image.read_bytes() == before  # snapshot=on: the boot wrote nothing back
@@ -143,3 +144,38 @@ def test_boot_command_runs_the_image_on_this_terminal(built_hello_image: tuple[P
     assert result.returncode == 0  # the hello init powers off, so QEMU exits by itself
     assert MARKER.encode() in result.stdout
     assert b"Ctrl-A then X" in result.stderr
+
+
+@pytest.mark.slow
+def test_hello_boots_from_an_erofs_root(tmp_path: Path, hello_boot_debs: object) -> None:
+    """The same recipe with rootfs.format erofs (the lock still matches: format does not
+    change the package set), built through the CLI in a scratch project."""
+    project = Path(__file__).resolve().parent.parent
+    (tmp_path / "recipes").mkdir()
+    shutil.copytree(project / "overlays" / "hello", tmp_path / "overlays" / "hello")
+    shutil.copyfile(project / "recipes/hello.lock.json", tmp_path / "recipes/hello.lock.json")
+    text = (project / "recipes/hello.yaml").read_text()
+    assert "format: squashfs" in text
+    erofs = text.replace("format: squashfs", "format: erofs").replace(
+        "compression: zstd", "compression: lz4hc"
+    )
+    (tmp_path / "recipes/hello.yaml").write_text(erofs)
+    subprocess.run(
+        [
+            sys.executable,
+            "build.py",
+            "build",
+            "--quiet",
+            "--out",
+            str(tmp_path / "out"),
+            str(tmp_path / "recipes/hello.yaml"),
+        ],
+        cwd=project,
+        check=True,
+    )
+    manifest = json.loads((tmp_path / "out/hello.manifest.json").read_text())
+    assert "boothkey.fstype=erofs" in manifest["uki"]["cmdline"]
+    with QemuBoot(tmp_path / "out/hello.img", usb=False, timeout=BOOT_TIMEOUT) as vm:
+        vm.expect(MARKER)
+        log = vm.wait_exit(timeout=60)
+    assert "could not load module" not in log  # erofs needs libcrc32c and crc32c
