@@ -11,6 +11,7 @@ from typing import Any
 from . import __version__
 from .canonical import sha256_json
 from .errors import BuildError
+from .normalize import clamp_mtimes
 from .recipe import Recipe
 from .stepcache import StepCache
 from .steps.base import BuildContext, Step, StepOutput
@@ -119,7 +120,12 @@ def run_pipeline(
             out: Path, step: Step = step, inputs: dict[str, StepOutput] = inputs
         ) -> dict[str, Any]:
             try:
-                return step.run(ctx, inputs, out)
+                info = step.run(ctx, inputs, out)
+                # The content digest covers mtimes; clamping them to SOURCE_DATE_EPOCH
+                # makes it the same in every rebuild, so the manifest's step list shows
+                # where two builds diverge (rebuild/compare), not when they ran.
+                clamp_mtimes(out, ctx.source_date_epoch)
+                return info
             except BuildError:
                 raise
             except OSError as exc:
