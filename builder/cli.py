@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__
+from .commands import attest as attest_command
 from .commands import boot as boot_command
 from .commands import build as build_command
 from .commands import bundle as bundle_command
@@ -34,6 +35,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     keygen_command,
     sign_command,
     verify_command,
+    attest_command,
     bundle_command,
     rebuild_command,
     election_command,

@@ -1,9 +1,11 @@
-"""`build.py verify IMAGE_OR_DEVICE --manifest M --keys DIR --threshold N [--json]`.
+"""`build.py verify IMAGE_OR_DEVICE --manifest M --keys DIR --threshold N [--json]
+[--observer-keys DIR --observers K [--observer-statements DIR]]`.
 
 Reads the image (a file, or a block device over the manifest's image size
 only), measures it, and lets `builder.verify` judge: image digest, envelope
 signatures, GPT partitions, and the root partition's hash tree against the
-root hash on the UKI's command line. Exit 0 when everything passed, 3 when a
+root hash on the UKI's command line; with --observers, also that K trusted
+observers signed "I rebuilt it and got the same image" (`builder.attest`). Exit 0 when everything passed, 3 when a
 check failed, 2 for bad input.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..attest import check_observer_threshold, check_observers, read_rebuild_statements
 from ..canonical import sha256_bytes
 from ..dsse import parse_envelope
 from ..errors import InputError, VerificationFailed
@@ -64,12 +67,34 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--keys", type=Path, required=True, help="directory of trusted *.pub.json")
     parser.add_argument("--threshold", type=int, required=True, help="signatures required")
+    parser.add_argument(
+        "--observer-keys", type=Path, help="directory of trusted observers' *.pub.json"
+    )
+    parser.add_argument(
+        "--observers", type=int, help="distinct observers' 'same image' statements required"
+    )
+    parser.add_argument(
+        "--observer-statements",
+        type=Path,
+        help="directory of NAME.rebuild.*.dsse.json (default: beside the manifest)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = verify_files(args.image, args.manifest, args.envelope, args.keys, args.threshold)
+    if (args.observer_keys is None) != (args.observers is None):
+        raise InputError("--observer-keys and --observers go together")
+    report = verify_files(
+        args.image,
+        args.manifest,
+        args.envelope,
+        args.keys,
+        args.threshold,
+        observer_keys=args.observer_keys,
+        observers=args.observers or 0,
+        observer_statements=args.observer_statements,
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
@@ -241,8 +266,15 @@ def verify_files(
     envelope_path: Path | None,
     keys_dir: Path,
     threshold: int,
+    observer_keys: Path | None = None,
+    observers: int = 0,
+    observer_statements: Path | None = None,
 ) -> VerifyReport:
     """The whole verification, without printing (also for `rebuild` and tests).
+
+    With `observer_keys`, the report also checks that `observers` distinct
+    trusted observers' rebuild statements (from `observer_statements`, default
+    the manifest's directory) say "same" for this image.
 
     Bad input (unreadable manifest, envelope or keys, a threshold of 0) raises
     `InputError`; everything about the image itself lands in the report.
@@ -250,6 +282,9 @@ def verify_files(
     manifest = read_manifest(manifest_path)
     trusted = load_trusted_keys(keys_dir)
     check_threshold(trusted, threshold)
+    observer_trusted = load_trusted_keys(observer_keys) if observer_keys is not None else None
+    if observer_trusted is not None:
+        check_observer_threshold(observer_trusted, observers)
     if envelope_path is None:
         envelope_path = manifest_path.with_name(f"{manifest.name}.dsse.json")
     try:
@@ -260,11 +295,15 @@ def verify_files(
         ) from exc
     envelope = parse_envelope(envelope_bytes, str(envelope_path))
     measured, table, table_error, digests = measure_image(image, manifest)
-    return VerifyReport(
-        (
-            check_image_digest(manifest, measured),
-            check_signatures(envelope, manifest, trusted, threshold),
-            check_partitions(manifest, table, table_error, digests),
-            check_boot(manifest, measure_boot(image, manifest, table)),
+    checks = [
+        check_image_digest(manifest, measured),
+        check_signatures(envelope, manifest, trusted, threshold),
+        check_partitions(manifest, table, table_error, digests),
+        check_boot(manifest, measure_boot(image, manifest, table)),
+    ]
+    if observer_trusted is not None:
+        statements = read_rebuild_statements(
+            observer_statements or manifest_path.parent, manifest.name
         )
-    )
+        checks.append(check_observers(statements, manifest, observer_trusted, observers))
+    return VerifyReport(tuple(checks))
