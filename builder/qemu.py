@@ -167,6 +167,11 @@ class QemuBoot:
                 f"{kind} waiting for {pattern!r}; console so far:\n{self.log()[-4000:]}"
             ) from None
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running QEMU, or None when none is running."""
+        return None if self._child is None else int(self._child.pid)
+
     def send(self, text: str) -> None:
         self._child.send(text)
 

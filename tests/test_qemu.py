@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,11 +107,16 @@ def test_one_flipped_byte_in_the_root_stops_the_boot(
 def test_qemu_is_killed_when_the_harness_exits(built_hello_image: tuple[Path, Path]) -> None:
     image, _manifest = built_hello_image
     vm = QemuBoot(image, usb=False, timeout=BOOT_TIMEOUT)
-    with vm:
-        child = vm._child
-        vm.expect("BdsDxe")  # firmware is running
-        assert child.isalive()
-    assert not child.isalive()
+    pid = -1
+    with pytest.raises(KeyboardInterrupt), vm:
+        pid = vm.pid or -1
+        assert pid > 0
+        vm.expect("BdsDxe")  # the firmware runs; the guest would go on booting
+        os.kill(pid, 0)  # alive
+        raise KeyboardInterrupt  # e.g. the user gives up
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert vm.pid is None
     with pytest.raises(RuntimeError):
         vm.command()  # its temporary firmware variables are gone too
 
