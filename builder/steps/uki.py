@@ -180,12 +180,14 @@ class UkiStep:
             raise BuildError(f"step uki: the initrd step produced no {initrd}")
         work = Path(tempfile.mkdtemp(prefix="uki-", dir=ctx.scratch))
         try:
-            stub = self._extract(ctx, boot_package(ctx.lock, STUB_PACKAGE), work / "stub")
+            stub = self._extract(
+                ctx, boot_package(ctx.lock, STUB_PACKAGE), work / "stub", STUB_PATH
+            )
             stub_file = stub / STUB_PATH
             if not stub_file.is_file():
                 raise InputError(f"{STUB_PACKAGE}: the package ships no /{STUB_PATH}")
             kernel_pkg = kernel_package(ctx.lock)
-            kernel_root = self._extract(ctx, kernel_pkg, work / "kernel")
+            kernel_root = self._extract(ctx, kernel_pkg, work / "kernel", "boot")
             kernels = sorted((kernel_root / "boot").glob("vmlinuz-*"))
             if len(kernels) != 1:
                 raise InputError(
@@ -223,6 +225,6 @@ class UkiStep:
         }
 
     @staticmethod
-    def _extract(ctx: BuildContext, package: LockedPackage, dest: Path) -> Path:
-        extract_deb(ctx.deb_path(package), dest)
+    def _extract(ctx: BuildContext, package: LockedPackage, dest: Path, member: str) -> Path:
+        extract_deb(ctx.deb_path(package), dest, members=(f"./{member}",))
         return dest
