@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -283,7 +285,10 @@ def package_licences(
     linux-image-amd64's may) gets that package's licence.
     """
     chosen = sorted(packages, key=lambda p: (p.name, p.architecture))
-    entries = {pkg.name: cached_doc_entry(pkg, deb_path(pkg), cache_dir) for pkg in chosen}
+    # dpkg-deb does the decompressing in its own process, so threads use every core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        found = pool.map(lambda pkg: cached_doc_entry(pkg, deb_path(pkg), cache_dir), chosen)
+        entries = {pkg.name: entry for pkg, entry in zip(chosen, found, strict=True)}
     licences: dict[str, PackageLicence] = {}
     for name, entry in entries.items():
         licence = _licence_from_entry(name, entry)
