@@ -102,9 +102,12 @@ def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_t
     `key` must be an unencrypted PEM private key (sbsign can only prompt for a passphrase).
     """
     frozen = datetime.datetime.fromtimestamp(signing_time, datetime.UTC)
+    # `-f "YYYY-mm-dd HH:MM:SS"` freezes the clock; `faketime DATE` only starts it at DATE
+    # and lets it tick, so two signatures could straddle a second and differ.
     run_tool(
         [
             "faketime",
+            "-f",
             frozen.strftime("%Y-%m-%d %H:%M:%S"),
             "sbsign",
             "--key",

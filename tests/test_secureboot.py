@@ -78,6 +78,15 @@ def test_signing_is_deterministic_for_a_fixed_signing_time(tmp_path: Path, plain
     sbsign(unsigned, plain_key, SNAKEOIL_CERT, tmp_path / "c.efi", EPOCH + 1)
     assert (tmp_path / "a.efi").read_bytes() == (tmp_path / "b.efi").read_bytes()
     assert (tmp_path / "a.efi").read_bytes() != (tmp_path / "c.efi").read_bytes()
+    # The PKCS#7 signingTime is exactly the epoch (a frozen clock, not one started there).
+    pkcs7 = parse_certificate_table(certificate_table((tmp_path / "a.efi").read_bytes()))
+    printed = subprocess.run(
+        ["openssl", "pkcs7", "-inform", "DER", "-print"],
+        input=pkcs7,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert "UTCTIME:Nov 14 22:13:20 2023 GMT" in printed
 
 
 def test_blob_on_an_altered_uki_does_not_verify(tmp_path: Path, plain_key: Path) -> None:
@@ -162,6 +171,50 @@ def test_step_needs_the_passphrase_of_an_encrypted_key(
     with pytest.raises(InputError, match="wrong"):
         _run_step(ctx, uki, tmp_path / "out2")
     assert not (tmp_path / "out2" / "BOOTX64.EFI").exists()
+
+
+def test_observer_without_the_key_attaches_the_published_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOOTHKEY_SECURE_BOOT_PASSPHRASE", SNAKEOIL_PASSPHRASE)
+    ctx, uki = _context(tmp_path), _uki_output(tmp_path)
+    published = _run_step(ctx, uki, tmp_path / "release")
+    manifest = tmp_path / "hello.manifest.json"
+    manifest.write_text(json.dumps({"secure_boot": published}))
+
+    monkeypatch.delenv("BOOTHKEY_SECURE_BOOT_PASSPHRASE")
+    monkeypatch.setenv("BOOTHKEY_SECURE_BOOT_SIGNATURE", str(manifest))
+    observer_ctx = cast(
+        BuildContext,
+        SimpleNamespace(
+            **{**vars(ctx), "recipe": SimpleNamespace(secure_boot=SecureBootOptions(
+                tmp_path / "no-such.key", SNAKEOIL_CERT))}
+        ),
+    )  # fmt: skip
+    rebuilt = _run_step(observer_ctx, uki, tmp_path / "observer")
+    assert rebuilt == published
+    assert (tmp_path / "observer" / "BOOTX64.EFI").read_bytes() == (
+        tmp_path / "release" / "BOOTX64.EFI"
+    ).read_bytes()
+
+    monkeypatch.setenv(
+        "BOOTHKEY_SECURE_BOOT_SIGNATURE", str(tmp_path / "release" / "signature.bin")
+    )
+    assert _run_step(observer_ctx, uki, tmp_path / "observer2") == published
+
+    different = tmp_path / "different"
+    different.mkdir()
+    _uki(different / "BOOTX64.EFI", b"console=ttyS0 boothkey.roothash=01")
+    (different / "cmdline.txt").write_text("console=ttyS0 boothkey.roothash=01")
+    with pytest.raises(BuildError, match="rebuilt UKI differs"):
+        _run_step(
+            observer_ctx, StepOutput("uki", "1" * 64, different, {}, "1" * 64), tmp_path / "x"
+        )
+
+    (tmp_path / "bad.json").write_text("{}")
+    monkeypatch.setenv("BOOTHKEY_SECURE_BOOT_SIGNATURE", str(tmp_path / "bad.json"))
+    with pytest.raises(InputError, match=r"secure_boot\.signature"):
+        _run_step(observer_ctx, uki, tmp_path / "y")
 
 
 # Real builds and boots (network for the locked .debs, QEMU with TCG): slow.

@@ -7,6 +7,12 @@ records under "secure_boot", holds that blob in base64, so an observer
 rebuilds the unsigned UKI and reattaches it with
 `builder.secureboot.attach_signature` to get the signed UKI bit for bit.
 
+An observer who rebuilds without the private key sets
+$BOOTHKEY_SECURE_BOOT_SIGNATURE to the published manifest (or signature.bin):
+the step then attaches that signature to the rebuilt UKI instead of signing,
+and fails unless sbverify accepts the result, which it does only when the
+rebuilt UKI is the one that was signed.
+
 The key file may be passphrase-protected PEM: the passphrase is read from
 $BOOTHKEY_SECURE_BOOT_PASSPHRASE, and a decrypted copy lives in the build's
 scratch directory (mode 0600) only while sbsign runs.
@@ -15,6 +21,7 @@ scratch directory (mode 0600) only while sbsign runs.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import tempfile
@@ -33,6 +40,8 @@ from ..tools import package_version
 from .base import BuildContext, StepOutput
 
 PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
+# An observer without the private key: attach this published signature instead of signing.
+SIGNATURE_ENV = "BOOTHKEY_SECURE_BOOT_SIGNATURE"
 
 
 def _options(ctx: BuildContext) -> SecureBootOptions:
@@ -68,6 +77,24 @@ def write_plain_key(key: Path, target: Path) -> None:
     write_atomic(target, plain, mode=0o600)
 
 
+def published_signature(path: Path) -> bytes:
+    """The certificate table from a published `signature.bin`, or from a published
+    manifest (`NAME.manifest.json`, field secure_boot.signature)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"${SIGNATURE_ENV}: {path}: cannot read: {exc.strerror}") from exc
+    if path.suffix != ".json":
+        return data
+    try:
+        encoded = json.loads(data)["secure_boot"]["signature"]
+        return base64.b64decode(encoded, validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"${SIGNATURE_ENV}: {path}: not a manifest with a secure_boot.signature"
+        ) from exc
+
+
 class SbsignStep:
     name: ClassVar[str] = "sbsign"
     version: ClassVar[int] = 1
@@ -85,15 +112,18 @@ class SbsignStep:
         secure_boot = _options(ctx)
         unsigned = inputs["uki"].path / "BOOTX64.EFI"
         signed = out / "BOOTX64.EFI"
-        work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=ctx.scratch))
-        try:
-            os.chmod(work, 0o700)
-            key = work / "key.pem"
-            write_plain_key(secure_boot.key, key)
-            ctx.report("signing the UKI for Secure Boot (sbsign)")
-            sbsign(unsigned, key, secure_boot.certificate, signed, ctx.source_date_epoch)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        published = os.environ.get(SIGNATURE_ENV)
+        if published:
+            ctx.report(f"attaching the published Secure Boot signature from {published}")
+            table = published_signature(Path(published))
+            signed.write_bytes(attach_signature(unsigned.read_bytes(), table, str(unsigned)))
+            if not sbverify(signed, secure_boot.certificate):
+                raise BuildError(
+                    f"step sbsign: the published signature ({published}) does not verify on this "
+                    "build's UKI: the rebuilt UKI differs from the one that was signed"
+                )
+        else:
+            self._sign(ctx, secure_boot, unsigned, signed)
         signed_bytes = signed.read_bytes()
         table = certificate_table(signed_bytes, str(signed))
         if attach_signature(unsigned.read_bytes(), table) != signed_bytes:
@@ -112,3 +142,17 @@ class SbsignStep:
             "signature_sha256": sha256_bytes(table),
             "signing_time": ctx.source_date_epoch,
         }
+
+    @staticmethod
+    def _sign(
+        ctx: BuildContext, secure_boot: SecureBootOptions, unsigned: Path, signed: Path
+    ) -> None:
+        work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=ctx.scratch))
+        try:
+            os.chmod(work, 0o700)
+            key = work / "key.pem"
+            write_plain_key(secure_boot.key, key)
+            ctx.report("signing the UKI for Secure Boot (sbsign)")
+            sbsign(unsigned, key, secure_boot.certificate, signed, ctx.source_date_epoch)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
