@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from archive_factory import FIXED_EPOCH, FakeDeb, make_deb
 
+from builder import tools
 from builder.archive import ArchiveIndex, load_index
 from builder.canonical import sha256_file
 from builder.debcache import DebCache
@@ -26,7 +27,8 @@ from builder.lockfile import ArchiveInfo, Lock, LockedPackage
 from builder.mirrors import default_mirrors
 from builder.recipe import DEFAULT_KEYRING, Recipe, load_recipe
 from builder.resolver import PackageUniverse, Root, resolve
-from builder.steps.base import BuildContext
+from builder.steps.base import BuildContext, StepOutput
+from builder.steps.overlay import OverlayStep
 from builder.steps.rootfs import (
     RootfsStep,
     check_merged_usr,
@@ -35,6 +37,7 @@ from builder.steps.rootfs import (
 )
 from builder.treedigest import tree_digest, tree_listing
 
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap --mode=root needs root")
 
 
@@ -324,24 +327,43 @@ def test_real_busybox_static_extract_twice_gives_identical_trees(
 
 @pytest.mark.slow
 @needs_root
-def test_real_essential_variant_installs_exactly_the_resolved_set(
-    tmp_path: Path, real_archive: tuple[ArchiveIndex, DebCache]
+def test_real_essential_variant_is_exact_and_independent_of_time_zone_and_directory(
+    tmp_path: Path, real_archive: tuple[ArchiveIndex, DebCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index, _cache = real_archive
     essential = PackageUniverse(index.packages).essential()
     debs = lock_real(real_archive, [*essential, "busybox-static"])
     recipe = write_recipe(tmp_path / "project", ["busybox-static"], variant="essential")
+    (tmp_path / "two").mkdir(mode=0o700)
     first = make_context(recipe, debs, tmp_path / "one" / "scratch")
     second = make_context(recipe, debs, tmp_path / "two" / "scratch")
 
-    info = run_rootfs(first, tmp_path / "one" / "out")
-    run_rootfs(second, tmp_path / "two" / "out")
+    info = run_rootfs(first, tmp_path / "one" / "rootfs")
+    # The second build runs its tools a year later, in another time zone.
+    monkeypatch.setitem(tools.BASE_ENV, "LD_PRELOAD", FAKETIME_LIBRARY)
+    monkeypatch.setitem(tools.BASE_ENV, "FAKETIME", "@2027-03-01 10:00:00")
+    monkeypatch.setitem(tools.BASE_ENV, "FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    monkeypatch.setitem(tools.BASE_ENV, "TZ", "Asia/Tokyo")
+    assert b"2027" in tools.run_tool(["date"]).stdout
+    run_rootfs(second, tmp_path / "two" / "rootfs")
 
-    one = tmp_path / "one" / "out" / "tree"
-    two = tmp_path / "two" / "out" / "tree"
+    one = tmp_path / "one" / "rootfs" / "tree"
+    two = tmp_path / "two" / "rootfs" / "tree"
     names = {p["name"] for p in info["packages"]}
     assert names == {p.name for p in debs}
     assert {"base-files", "dpkg", "busybox-static"} <= names
     check_merged_usr(one)
     # ld.so.cache and dpkg's database included: the whole tree is the same, byte for byte.
     assert tree_listing(one, mtimes=True) == tree_listing(two, mtimes=True)
+
+    # And after normalisation (which also checks no build path is left in any file).
+    for base in (tmp_path / "one", tmp_path / "two"):
+        (base / "overlay").mkdir()
+        rootfs = StepOutput("rootfs", "0" * 64, base / "rootfs", info, "")
+        OverlayStep().run(first, {"rootfs": rootfs}, base / "overlay")
+    normal = tmp_path / "one" / "overlay" / "tree"
+    assert tree_listing(normal, mtimes=True) == tree_listing(
+        tmp_path / "two" / "overlay" / "tree", mtimes=True
+    )
+    assert (normal / "etc/hostname").read_text() == "booth\n"
+    assert not list((normal / "var/log").rglob("*.log"))
