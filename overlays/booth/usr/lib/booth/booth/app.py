@@ -28,7 +28,8 @@ from .fingerprint import (
     software_fingerprint,
 )
 
-CLEAR_SCREEN = "\033[H\033[2J"
+# Home, clear the screen, and clear the scrollback where a terminal keeps one.
+CLEAR_SCREEN = "\033[H\033[2J\033[3J"
 EXIT_REFUSED = 3
 
 
