@@ -7,14 +7,19 @@ bit, so nothing else of the checkout may leak into the image. Files ending in
 `.j2` are Jinja2 templates, rendered with the recipe's variables plus `recipe`
 (`recipe.name`, `recipe.version`), and written without the suffix. Symlinks
 are copied as symlinks; other special files are refused. An overlay file
-replaces a file or symlink already at its place (the symlink itself, not
-what it points to); a directory there is an error.
+replaces a file or symlink already at its place (the symlink itself, not what
+it points to); a directory there is an error.
+
+Local leftovers are skipped, here and in `overlay_digest`: Python bytecode
+(*.pyc, __pycache__/) and directories tagged with a CACHEDIR.TAG (.mypy_cache,
+.pytest_cache, ...).
 
 Safety: paths in the tree are resolved as a chroot would (an absolute symlink
-/bin -> /usr/bin means <tree>/usr/bin), so merged-/usr links work. A symlink in
-the tree whose relative target climbs above the tree's root, an overlay symlink
-whose target would, or a tree that loops, is refused with an `InputError`
-naming the overlay file: nothing is ever written outside the tree.
+/bin -> /usr/bin means <tree>/usr/bin), so merged-/usr links work. A ".." that
+would climb above the tree's root (through a tree symlink, relative or
+absolute, or in an overlay symlink's target), or a symlink loop, is refused
+with an `InputError` naming the overlay file: nothing is ever written outside
+the tree.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from .tools import run_tool
 TEMPLATE_SUFFIX = ".j2"
 _MAX_SYMLINKS = 40  # as the kernel's path walk
 _GLOB_CHARS = frozenset("*?[")
+_BYTECODE_SUFFIXES = (".pyc", ".pyo")
+_CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 
 class Escape(InputError):
@@ -230,12 +237,14 @@ def _tree_paths(tree: Path) -> list[str]:
 def _overlay_entries(overlay: Path, label: str) -> list[tuple[str, str]]:
     """(relative path, kind) of everything in the overlay, parents before children, sorted.
 
-    kind: "dir", "file", "template" (a `.j2` file) or "symlink".
+    kind: "dir", "file", "template" (a `.j2` file) or "symlink". Python bytecode and
+    cache directories (see `_is_cache_dir`) are left out.
     """
     entries: list[tuple[str, str]] = []
     outputs: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(overlay):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not _is_cache_dir(os.path.join(dirpath, d)))
+        filenames = [f for f in filenames if not f.endswith(_BYTECODE_SUFFIXES)]
         relative_dir = os.path.relpath(dirpath, overlay)
         prefix = "" if relative_dir == "." else f"{relative_dir}/"
         names = sorted(
@@ -266,6 +275,20 @@ def _overlay_entries(overlay: Path, label: str) -> list[tuple[str, str]]:
             entries.append((rel, kind))
     entries.sort(key=lambda item: PurePosixPath(item[0]).parts)
     return entries
+
+
+def _is_cache_dir(path: str) -> bool:
+    """`__pycache__`, or a directory tagged as a cache (.mypy_cache, .pytest_cache, ...)
+    by the Cache Directory Tagging convention: a local leftover, never image content."""
+    if os.path.islink(path):
+        return False
+    if os.path.basename(path) == "__pycache__":
+        return True
+    try:
+        with open(os.path.join(path, "CACHEDIR.TAG"), "rb") as tag:
+            return tag.read(len(_CACHEDIR_SIGNATURE)) == _CACHEDIR_SIGNATURE
+    except OSError:
+        return False
 
 
 def _render(

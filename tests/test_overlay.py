@@ -372,3 +372,26 @@ def test_recipe_variable_named_recipe_is_refused(tmp_path: Path) -> None:
     clash = Recipe(**{**recipe.__dict__, "variables": {"recipe": "x"}})
     with pytest.raises(InputError, match="reserved"):
         template_variables(clash)
+
+
+def test_bytecode_and_cache_directories_are_skipped(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    write(overlay / "usr/lib/booth/app.py", "print('x')\n")
+    clean = overlay_digest(overlay)
+    write(overlay / "usr/lib/booth/__pycache__/app.cpython-311.pyc", "bytecode")
+    write(overlay / "usr/lib/booth/old.pyc", "bytecode")
+    write(
+        overlay / "usr/lib/booth/.mypy_cache/CACHEDIR.TAG",
+        "Signature: 8a477f597d28d172789f06886806bc55\n# mypy\n",
+    )
+    write(overlay / "usr/lib/booth/.mypy_cache/3.11/cache.db", "cache")
+    write(overlay / "usr/lib/booth/.notcache/CACHEDIR.TAG", "no signature\n")
+    tree = make_tree(tmp_path / "tree")
+
+    written = apply_overlay(overlay, tree, {})
+
+    assert written == ["usr/lib/booth/.notcache/CACHEDIR.TAG", "usr/lib/booth/app.py"]
+    assert overlay_digest(overlay) != clean  # .notcache is real content
+    (overlay / "usr/lib/booth/.notcache/CACHEDIR.TAG").unlink()
+    (overlay / "usr/lib/booth/.notcache").rmdir()
+    assert overlay_digest(overlay) == clean
