@@ -4,6 +4,9 @@ provenance beside the image and pins them in the manifest."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,45 @@ def test_build_writes_provenance_beside_the_hello_image(
         statement["predicate"]["runDetails"]["builder"]["version"]["dpkg"]
         == manifest["tools"]["dpkg"]
     )
+
+
+REGENERATE = """
+import json, os, sys
+from pathlib import Path
+from builder.debcache import DebCache
+from builder.lockfile import read_lock
+from builder.paths import deb_cache_dir, default_cache_dir
+from builder.provenance import write_sbom_and_provenance
+os.umask(0o077)
+manifest = json.loads(Path(sys.argv[1]).read_bytes())
+base = {k: v for k, v in manifest.items() if k not in ("sbom", "provenance")}
+debs = DebCache(deb_cache_dir(default_cache_dir()))
+write_sbom_and_provenance(base, read_lock(Path(sys.argv[2])), Path(sys.argv[3]),
+                          debs.verified_path, Path(sys.argv[4]))
+print(json.dumps({k: base[k] for k in ("sbom", "provenance")}))
+"""
+
+
+@pytest.mark.slow
+def test_hello_documents_regenerate_identically_in_another_environment(
+    built_hello_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Another time zone, locale, umask, working directory and an empty licence cache
+    give the very bytes the build wrote."""
+    _image, manifest_path = built_hello_image
+    manifest = read_manifest(manifest_path).raw
+    project = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH",)}
+    env.update(TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C", PYTHONPATH=str(project))
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", REGENERATE, str(manifest_path),
+         str(project / "recipes" / "hello.lock.json"), str(out), str(tmp_path / "cache")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    listed = json.loads(done.stdout)
+    assert listed == {key: manifest[key] for key in ("sbom", "provenance")}
+    for entry in listed.values():
+        assert (out / entry["file"]).read_bytes() == (
+            manifest_path.parent / entry["file"]
+        ).read_bytes()
