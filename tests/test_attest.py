@@ -260,3 +260,26 @@ def test_cli_attest_then_verify_with_observers(
     assert main([*base, "--observers", "3"]) == 2  # more than the trusted observers
     assert main(base) == 2  # --observer-keys without --observers
     assert main(["attest", str(release.manifest_path), "--key", str(key_file)]) == 2
+
+
+def test_statements_published_in_another_directory(
+    release: BuiltImage, keys: dict[str, SigningKey], tmp_path: Path
+) -> None:
+    statements = tmp_path / "statements"
+    rebuilt = _rebuilt_manifest(tmp_path / "rebuild", release)
+    path, _result = attest(release.manifest_path, keys["alice"], rebuilt, out_dir=statements)
+    assert path.parent == statements
+    observers = _trust(tmp_path / "observers", keys["alice"])
+    release_keys = _trust(tmp_path / "release-keys", keys["release"])
+
+    def observer_check(directory: Path | None) -> Check:
+        report = verify_files(
+            release.image, release.manifest_path, None, release_keys, 1,
+            observer_keys=observers, observers=1, observer_statements=directory,
+        )  # fmt: skip
+        return report.checks[-1]
+
+    assert observer_check(statements).ok
+    assert not observer_check(None).ok  # none beside the manifest
+    with pytest.raises(InputError, match="no such directory"):
+        observer_check(tmp_path / "missing")
