@@ -283,3 +283,14 @@ def test_statements_published_in_another_directory(
     assert not observer_check(None).ok  # none beside the manifest
     with pytest.raises(InputError, match="no such directory"):
         observer_check(tmp_path / "missing")
+
+
+def test_an_observer_who_signed_both_results_is_not_counted(
+    release: BuiltImage, keys: dict[str, SigningKey], tmp_path: Path
+) -> None:
+    different = _observe(release, keys["alice"], tmp_path / "d", uki__sha256="3" * 64)
+    different.rename(release.directory / "hello.rebuild.alice-second-try.dsse.json")
+    _observe(release, keys["alice"], tmp_path / "s")
+    check = _verify(release, keys, _trust(tmp_path / "observers", keys["alice"]), 1)
+    assert not check.ok
+    assert check.summary.startswith("0 distinct trusted observer(s)")
