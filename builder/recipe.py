@@ -49,10 +49,23 @@ _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Distribution:
+    """The Debian archive a recipe is locked against.
+
+    `updates` are extra suites (e.g. `bookworm-updates`, `bookworm-security`) whose
+    packages join the base suite's: for each name the highest version wins, as apt
+    does with default pins. Every suite is verified with the same `keyring`.
+    """
+
     suite: str
     architecture: str
     components: tuple[str, ...]
     keyring: Path
+    updates: tuple[str, ...] = ()
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """The base suite, then the update suites in recipe order."""
+        return (self.suite, *self.updates)
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,7 @@ class Recipe:
         """The recipe fields that decide which packages get locked."""
         return {
             "suite": self.distribution.suite,
+            "updates": list(self.distribution.updates),
             "architecture": self.distribution.architecture,
             "components": list(self.distribution.components),
             "variant": self.rootfs.variant,
@@ -251,6 +265,9 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             "data_partition": False,
         },
     )
+    if not isinstance(raw, dict):
+        # Nothing below the top level can be read; naming its keys as missing would mislead.
+        raise ValidationErrors(reader.problems)
     name = reader.string(top.get("name"), "name", _NAME_RE) if "name" in top else ""
     version = ""
     if "version" in top:
@@ -284,7 +301,9 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
         sb = reader.mapping(top["secure_boot"], "secure_boot", {"key": True, "certificate": True})
         if "key" in sb and "certificate" in sb:
             secure_boot = SecureBootOptions(
-                key=_existing_file(reader, sb["key"], "secure_boot.key", project),
+                # The private key may be absent: an observer rebuilds with the published
+                # signature instead (see builder/steps/sbsign.py), so it is checked when used.
+                key=(project / reader.string(sb["key"], "secure_boot.key")).resolve(),
                 certificate=_existing_file(
                     reader, sb["certificate"], "secure_boot.certificate", project
                 ),
@@ -332,9 +351,21 @@ def _existing_file(reader: _Reader, value: Any, where: str, project: Path) -> Pa
 def _distribution(reader: _Reader, raw: Any, project: Path) -> Distribution:
     where = "distribution"
     dist = reader.mapping(
-        raw, where, {"suite": True, "architecture": False, "components": False, "keyring": False}
+        raw,
+        where,
+        {
+            "suite": True,
+            "updates": False,
+            "architecture": False,
+            "components": False,
+            "keyring": False,
+        },
     )
     suite = reader.string(dist.get("suite"), f"{where}.suite", _NAME_RE) if "suite" in dist else ""
+    updates = reader.string_list(dist.get("updates", []), f"{where}.updates", _NAME_RE)
+    for index, extra in enumerate(updates):
+        if extra and extra == suite:
+            reader.error(f"{where}.updates[{index}]", f"{extra!r} is already the base suite")
     architecture = reader.choice(
         dist.get("architecture", "amd64"), f"{where}.architecture", ("amd64",)
     )
@@ -346,7 +377,7 @@ def _distribution(reader: _Reader, raw: Any, project: Path) -> Distribution:
     keyring = DEFAULT_KEYRING
     if dist.get("keyring") is not None:
         keyring = _existing_file(reader, dist["keyring"], f"{where}.keyring", project)
-    return Distribution(suite, architecture, components, keyring)
+    return Distribution(suite, architecture, components, keyring, updates)
 
 
 def _variables(reader: _Reader, raw: Any) -> Mapping[str, Any]:
