@@ -76,6 +76,8 @@ def make_staging(root: Path, empty_object: Path | None = None) -> Path:
             check=True,
         )
     (root / "lib/modules" / KVER / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
+    (root / "boot").mkdir()
+    (root / "boot" / f"config-{KVER}").write_text("CONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\n")
     return root
 
 
@@ -110,6 +112,13 @@ def test_dynamic_busybox_is_refused(tmp_path: Path) -> None:
     staging = make_staging(tmp_path / "staging")
     shutil.copyfile("/usr/bin/ls", staging / "bin/busybox")
     with pytest.raises(BuildError, match="busybox-static"):
+        assemble_initrd_tree(staging, tmp_path / "image", ())
+
+
+def test_kernel_without_zstd_initrd_support_is_refused(tmp_path: Path) -> None:
+    staging = make_staging(tmp_path / "staging")
+    (staging / "boot" / f"config-{KVER}").write_text("# CONFIG_RD_ZSTD is not set\n")
+    with pytest.raises(BuildError, match="CONFIG_RD_ZSTD"):
         assemble_initrd_tree(staging, tmp_path / "image", ())
 
 

@@ -101,6 +101,7 @@ def assemble_initrd_tree(staging: Path, image: Path, modules: tuple[str, ...]) -
     for library in library_closure(staging, dmsetup):
         _copy_file(staging, library, image / library.lstrip("/"), 0o755)
     kernel = load_kernel_modules(staging)
+    _check_kernel_config(staging, kernel.kernel_version)
     closure = resolve_load_order(kernel, modules)
     for name in closure.order:
         target = image / MODULE_DIR / f"{name}.ko"
@@ -136,6 +137,18 @@ def pack_initrd(image: Path, source_date_epoch: int) -> bytes:
     ).stdout
     # One thread: zstd's multi-threaded framing may depend on the core count.
     return run_tool(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], stdin=archive).stdout
+
+
+def _check_kernel_config(staging: Path, kernel_version: str) -> None:
+    """Refuse a kernel that could not unpack a zstd initrd (its /boot/config says so)."""
+    config = staging / "boot" / f"config-{kernel_version}"
+    if not config.is_file():
+        return  # a kernel package without its config; the boot test is the judge then
+    if "CONFIG_RD_ZSTD=y" not in config.read_text(errors="replace").splitlines():
+        raise BuildError(
+            f"kernel {kernel_version} cannot unpack a zstd-compressed initrd (CONFIG_RD_ZSTD "
+            "is not set in its /boot/config); choose another kernel package"
+        )
 
 
 def _first_existing(staging: Path, candidates: tuple[str, ...], what: str) -> str:
