@@ -130,6 +130,8 @@ def spawn_booth(
     key_dir.mkdir(exist_ok=True)
     for name in keys:
         shutil.copy(KEYS / f"{name}.pub.json", key_dir)
+    title = tmp / "title.txt"
+    title.write_text("Stembureau\x1b[2J 12\n")
     printer_path = tmp / "lp0"
     if printer:
         printer_path.touch()
@@ -147,6 +149,8 @@ def spawn_booth(
         str(tmp / "no-key-list.json"),
         "--printer",
         str(printer_path),
+        "--title-file",
+        str(title),
     ]
     if data is not None:
         args += ["--data", str(data)]

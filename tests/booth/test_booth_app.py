@@ -42,6 +42,7 @@ def _ready(child: pexpect.spawn) -> None:
 
 def test_shows_both_fingerprints_as_the_builder_computes_them(booth: BoothRun) -> None:
     child = booth.child
+    child.expect_exact("BOOTHKEY VOTING BOOTH: Stembureau[2J 12\r\n")  # no escape character
     child.expect(r"SOFTWARE FINGERPRINT: (\S+)")
     assert child.match.group(1) == software_fingerprint(ROOT_HASH)
     child.expect(r"ELECTION FINGERPRINT: (\S+)")

@@ -194,6 +194,7 @@ def test_booth_overlay_renders_and_its_key_list_is_read(tmp_path: Path, with_key
     key = json.loads((KEYS / "test-authority.pub.json").read_text())
     if with_keys:
         variables["authority_keys"] = _freeze([key])
+        variables["booth_title"] = "Stembureau"
     apply_overlay(BOOTH_LIB.parents[2], tree, variables)
     init = tree / "usr" / "sbin" / "booth-init"
     assert init.stat().st_mode & 0o777 == 0o755
@@ -201,3 +202,5 @@ def test_booth_overlay_renders_and_its_key_list_is_read(tmp_path: Path, with_key
     key_list = tree / "usr" / "share" / "booth" / "authority-keys.json"
     trusted = datapart.load_trusted_keys(tree / "usr/share/booth/authority-keys", key_list)
     assert [k.keyid for k in trusted.values()] == ([key["keyid"]] if with_keys else [])
+    title = (tree / "usr" / "share" / "booth" / "title.txt").read_text()
+    assert title.strip() == ("Stembureau" if with_keys else "")

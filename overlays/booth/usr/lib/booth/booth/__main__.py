@@ -26,6 +26,9 @@ def parse_args(argv: list[str]) -> BoothConfig:
         default=env.get("BOOTH_KEY_LIST", "/usr/share/booth/authority-keys.json"),
     )
     parser.add_argument("--printer", default=env.get("BOOTH_PRINTER", "/dev/usb/lp0"))
+    parser.add_argument(
+        "--title-file", default=env.get("BOOTH_TITLE_FILE", "/usr/share/booth/title.txt")
+    )
     args = parser.parse_args(argv)
     return BoothConfig(
         cmdline=Path(args.cmdline),
@@ -33,6 +36,7 @@ def parse_args(argv: list[str]) -> BoothConfig:
         keys=Path(args.keys),
         key_list=Path(args.key_list) if args.key_list else None,
         printer=Path(args.printer) if args.printer else None,
+        title_file=Path(args.title_file) if args.title_file else None,
     )
 
 

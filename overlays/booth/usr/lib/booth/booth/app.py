@@ -40,6 +40,15 @@ class BoothConfig:
     keys: Path
     key_list: Path | None
     printer: Path | None
+    title_file: Path | None = None  # rendered from the recipe variable booth_title
+
+    def title(self) -> str:
+        """The recipe's title for this booth (printable characters only), or ""."""
+        try:
+            text = self.title_file.read_text(encoding="utf-8") if self.title_file else ""
+        except (OSError, UnicodeDecodeError):
+            return ""
+        return "".join(ch for ch in text.strip() if ch.isprintable())[:80]
 
 
 class Console:
@@ -98,6 +107,7 @@ def read_software_fingerprint(cmdline: Path) -> tuple[str, str] | None:
 def run_booth(config: BoothConfig, console: Console) -> int:
     """Run until end of input. Returns 0, or `EXIT_REFUSED` when the vote never opened."""
     software = read_software_fingerprint(config.cmdline)
+    title = config.title()
     if software is None:
         console.say("BOOTHKEY VOTING BOOTH")
         console.say("SOFTWARE FINGERPRINT: UNAVAILABLE")
@@ -105,11 +115,11 @@ def run_booth(config: BoothConfig, console: Console) -> int:
     try:
         opened = load_election(config)
     except DataRefused as refused:
-        show_fingerprints(console, software, None)
+        show_fingerprints(console, software, None, title)
         return refuse(console, refused.message, refused.reason)
     while True:
         console.clear()
-        show_fingerprints(console, software, opened)
+        show_fingerprints(console, software, opened, title)
         answer = console.ask("READY: press Enter to start voting\n")
         if answer is None:
             return 0
@@ -125,9 +135,9 @@ def run_booth(config: BoothConfig, console: Console) -> int:
 
 
 def show_fingerprints(
-    console: Console, software: tuple[str, str], opened: OpenElection | None
+    console: Console, software: tuple[str, str], opened: OpenElection | None, title: str = ""
 ) -> None:
-    console.say("BOOTHKEY VOTING BOOTH")
+    console.say(f"BOOTHKEY VOTING BOOTH: {title}" if title else "BOOTHKEY VOTING BOOTH")
     console.say(f"SOFTWARE FINGERPRINT: {software[0]}")
     console.say(f"  verity root hash {software[1]}")
     if opened is None:
