@@ -8,7 +8,8 @@ What `normalize_tree` does, in this order (paths are inside the tree):
 - empties /tmp and /var/tmp completely;
 - removes host identity and secrets: /etc/resolv.conf, a /var/lib/dbus/machine-id
   that is a file, random seeds (/var/lib/systemd/random-seed,
-  /var/lib/urandom/random-seed, /var/lib/systemd/credential.secret);
+  /var/lib/urandom/random-seed, /var/lib/systemd/credential.secret), SSH host
+  keys made at install time (/etc/ssh/ssh_host_*: every key would share them);
 - makes /etc/machine-id empty if it exists (systemd then generates one per boot
   in RAM, which is what a read-only root wants) and leaves it absent otherwise;
 - writes /etc/hostname ("booth") and a fixed /etc/hosts, when /etc exists;
@@ -28,6 +29,7 @@ normalising can never reach outside the tree.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import stat
@@ -105,6 +107,10 @@ def normalize_tree(
                 remove(rel)
     for rel in _bytecode(root):
         remove(rel)
+    if _real_dir(root, "etc/ssh"):
+        for name in sorted(os.listdir(root / "etc/ssh")):
+            if name.startswith("ssh_host_"):
+                remove(f"etc/ssh/{name}")
 
     if _real_dir(root, "etc"):
         machine_id = _lstat(root / "etc/machine-id")
@@ -142,22 +148,29 @@ def check_no_build_paths(root: Path, forbidden: Sequence[str]) -> None:
     the `forbidden` strings (scratch and build directories)."""
     needles = [text.encode() for text in forbidden if text]
     offenders: list[str] = []
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
+    for dirpath, dirnames, filenames in os.walk(root):
+        # Symlinks to directories come in `dirnames` (os.walk does not enter them).
+        for name in (*filenames, *dirnames):
             full = os.path.join(dirpath, name)
             info = os.lstat(full)
             if stat.S_ISLNK(info.st_mode):
-                data = os.fsencode(os.readlink(full))
+                found = any(needle in os.fsencode(os.readlink(full)) for needle in needles)
             elif stat.S_ISREG(info.st_mode):
-                data = Path(full).read_bytes()
+                found = info.st_size > 0 and _file_contains(full, needles)
             else:
-                continue
-            if any(needle in data for needle in needles):
+                found = False
+            if found:
                 offenders.append(os.path.relpath(full, root))
     if offenders:
         shown = ", ".join(sorted(offenders)[:_MAX_SHOWN])
         more = f" and {len(offenders) - _MAX_SHOWN} more" if len(offenders) > _MAX_SHOWN else ""
         raise BuildError(f"the root filesystem still names the build directory in: {shown}{more}")
+
+
+def _file_contains(path: str, needles: Sequence[bytes]) -> bool:
+    # mmap: a large file is searched without reading it all into memory.
+    with open(path, "rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(needle) != -1 for needle in needles)
 
 
 def _clamp(path: str, limit: int) -> None:

@@ -153,6 +153,15 @@ def test_symlinks_are_never_followed_out_of_the_tree(tmp_path: Path) -> None:
     assert os.readlink(root / "var/log") == str(outside)
 
 
+def test_ssh_host_keys_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    write(root / "etc/ssh/ssh_host_ed25519_key", "secret")
+    write(root / "etc/ssh/ssh_host_ed25519_key.pub", "public")
+    write(root / "etc/ssh/sshd_config", "config")
+    normalize_tree(root, EPOCH)
+    assert sorted(os.listdir(root / "etc/ssh")) == ["sshd_config"]
+
+
 def test_clamp_mtimes_including_symlinks_and_directories(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     old = write(root / "usr/old")
@@ -179,9 +188,10 @@ def test_build_paths_left_in_files_or_links_are_refused(tmp_path: Path) -> None:
 
     write(root / "etc/apt/sources.list", "deb file:///tmp/boothkey-build-abc/repo ./\n")
     os.symlink("/tmp/boothkey-build-abc/x", root / "etc/link")
+    os.symlink(root, root / "etc/dirlink")  # a link to a directory that names the build
     with pytest.raises(BuildError) as caught:
-        check_no_build_paths(root, ["/tmp/boothkey-build-abc"])
-    assert "etc/apt/sources.list, etc/link" in caught.value.message
+        check_no_build_paths(root, [str(root), "/tmp/boothkey-build-abc"])
+    assert "etc/apt/sources.list, etc/dirlink, etc/link" in caught.value.message
 
     with pytest.raises(BuildError):
         normalize_tree(root, EPOCH, forbidden=["/tmp/boothkey-build-abc"])
