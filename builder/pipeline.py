@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,17 +120,22 @@ def run_pipeline(
         def build(
             out: Path, step: Step = step, inputs: dict[str, StepOutput] = inputs
         ) -> dict[str, Any]:
+            # The content digest covers modes and mtimes. A fixed umask (the step cache
+            # made `out` under the caller's) and mtimes clamped to SOURCE_DATE_EPOCH make
+            # it the same in every rebuild, so the manifest's step list shows where two
+            # builds diverge (rebuild/compare), not who ran them or when.
+            old_umask = os.umask(0o022)
             try:
+                os.chmod(out, 0o755)
                 info = step.run(ctx, inputs, out)
-                # The content digest covers mtimes; clamping them to SOURCE_DATE_EPOCH
-                # makes it the same in every rebuild, so the manifest's step list shows
-                # where two builds diverge (rebuild/compare), not when they ran.
                 clamp_mtimes(out, ctx.source_date_epoch)
                 return info
             except BuildError:
                 raise
             except OSError as exc:
                 raise BuildError(f"step {step.name}: {exc}") from exc
+            finally:
+                os.umask(old_umask)
 
         output, cached = cache.get_or_build(step.name, sid, build)
         results[step.name] = StepRun(output, cached)
