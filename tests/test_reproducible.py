@@ -14,8 +14,11 @@ To keep CI time down the variations are grouped into three builds:
   needs it), so the uid stays 0: only the user's environment changes.
 - clock: the whole process tree a year ahead (libfaketime, `faketime -f +1y`),
   with SOURCE_DATE_EPOCH absent from the environment.
-- directory order: the checkout and the build cache on disorderfs with shuffled
-  directory entries, so every tool reading a directory sees another order.
+- directory order: the checkout (recipe, lock, overlay) and TMPDIR on disorderfs
+  with shuffled directory entries: every step's scratch directory is below TMPDIR
+  (the local apt repository mmdebstrap reads, the initrd tree cpio packs, the ESP
+  and UKI staging). The step cache itself cannot be on FUSE: `veritysetup format`
+  fails there ("Error during update of verity header").
 """
 
 from __future__ import annotations
@@ -184,14 +187,20 @@ def test_shuffled_directory_order_gives_the_same_image(reference: Path, tmp_path
     if shutil.which("disorderfs") is None or not Path("/dev/fuse").exists():
         pytest.fail("disorderfs (Debian package disorderfs) and /dev/fuse are needed")
     _checkout(tmp_path / "checkout")
-    _fresh_cache(tmp_path / "cache")
+    cache = _fresh_cache(tmp_path / "cache")
+    probe = tmp_path / "tmp" / "probe"
+    probe.mkdir(parents=True)
+    for number in range(30):
+        (probe / f"entry-{number:02d}").touch()
     with (
         _shuffled(tmp_path / "checkout", tmp_path / "shuffled-checkout") as checkout,
-        _shuffled(tmp_path / "cache", tmp_path / "shuffled-cache") as cache,
+        _shuffled(tmp_path / "tmp", tmp_path / "shuffled-tmp") as scratch,
     ):
-        store = cache / "debs" / "sha256"  # dozens of entries: orders differ between reads
-        assert len({tuple(os.listdir(store)) for _ in range(3)}) > 1, "disorderfs does not shuffle"
+        orders = {tuple(os.listdir(scratch / "probe")) for _ in range(3)}
+        assert len(orders) > 1, "disorderfs does not shuffle directory entries"
+        env = _base_env()
+        env["TMPDIR"] = str(scratch)  # every step's scratch directory
         variant = _build(
-            [], checkout / "recipes" / "hello.yaml", tmp_path / "out", cache, _base_env(), PROJECT
+            [], checkout / "recipes" / "hello.yaml", tmp_path / "out", cache, env, PROJECT
         )
-    _assert_same(reference, variant, "shuffled directory entries (checkout and cache)")
+    _assert_same(reference, variant, "shuffled directory entries (checkout and scratch)")
