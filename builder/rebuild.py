@@ -13,10 +13,12 @@ hold the result.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,10 @@ from .fetcher import RequestsFetcher
 from .fsutil import write_atomic
 from .lockfile import load_lock_for
 from .manifest import read_manifest
-from .mirrors import choose_mirrors
+from .mirrors import mirrors_by_suite
 from .paths import deb_cache_dir
 from .recipe import load_recipe
+from .steps.sbsign import SIGNATURE_ENV
 from .tools import tool_env
 
 DIFFOSCOPE_TIMEOUT = 1800.0
@@ -73,18 +76,20 @@ def rebuild_and_compare(
         root, bundle_check = _open_bundle(bundle, raw, work)
         checks.append(bundle_check)
         recipe = load_recipe(verify_bundle(root).recipe)
-        mirror_list = [str(root)]
+        mirror_list: list[str] | dict[str, list[str]] = [str(root)]
         report(f"sources: bundle {bundle} (verified against its index)")
     else:
         recipe = load_recipe(recipe_path or _manifest_recipe(raw, manifest_path))
-        mirror_list = choose_mirrors(list(mirrors), recipe.distribution.suite)
-        report(f"sources: {recipe.path}; packages from {', '.join(mirror_list) or '(no mirror)'}")
+        mirror_list = mirrors_by_suite(list(mirrors), recipe.distribution.suites)
+        shown = "; ".join(f"{s}: {', '.join(m) or '(no mirror)'}" for s, m in mirror_list.items())
+        report(f"sources: {recipe.path}; packages from {shown}")
     lock = load_lock_for(recipe)
     cache = work / "cache"
     report(f"fetching {len(lock.packages)} locked packages into a fresh cache ({cache})")
     fetch_packages(lock.packages, mirror_list, DebCache(deb_cache_dir(cache)), RequestsFetcher())
     report("building in a fresh cache (nothing is reused from earlier builds)")
-    result = build_image(recipe, work / "out", cache, report, lock)
+    with _published_signature(raw, manifest_path, report):
+        result = build_image(recipe, work / "out", cache, report, lock)
     comparison = compare_builds(
         manifest_path,
         result.manifest,
@@ -204,6 +209,23 @@ def run_diffoscope(
             comparison.notes.append(f"diffoscope on {name} failed: {' / '.join(tail)}")
         written += [path for path in (text, html) if path.is_file()]
     return written
+
+
+@contextlib.contextmanager
+def _published_signature(
+    raw: dict[str, Any], manifest_path: Path, report: Callable[[str], None]
+) -> Iterator[None]:
+    """For a Secure Boot build, let the sbsign step attach the published signature (an
+    observer has no private key); it fails unless the rebuilt UKI is the one signed."""
+    if not raw.get("secure_boot") or SIGNATURE_ENV in os.environ:
+        yield
+        return
+    report("Secure Boot: the published signature is attached to the rebuilt UKI")
+    os.environ[SIGNATURE_ENV] = str(manifest_path.absolute())
+    try:
+        yield
+    finally:
+        del os.environ[SIGNATURE_ENV]
 
 
 def _prepare(work: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from test_bundle import _manifest, make_project
 
 from builder import cli
+from builder import rebuild as rebuild_module
 from builder.bundle import make_bundle
 from builder.canonical import sha256_file
 from builder.commands import rebuild as rebuild_command
@@ -29,6 +30,7 @@ from builder.compare import (
 from builder.errors import InputError, VerificationFailed
 from builder.manifest import read_manifest, write_manifest
 from builder.rebuild import RebuildResult, _open_bundle, _prepare, compare_builds
+from builder.steps.sbsign import SIGNATURE_ENV
 
 PROJECT = Path(__file__).resolve().parent.parent
 STEPS = ("rootfs", "overlay", "rootimage", "verity", "initrd", "uki", "esp", "disk")
@@ -244,6 +246,45 @@ def test_bundle_tar_must_be_the_one_the_manifest_names(tmp_path: Path) -> None:
     _root, check = _open_bundle(bundle.tarball, raw, tmp_path / "w3")
     assert not check.ok
     assert "DIFFERENT  source bundle" in check.line()
+
+
+def test_rebuild_from_a_bundle_fetches_from_it_and_attaches_the_published_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path / "project", tmp_path / "debs")
+    bundle = make_bundle(project.recipe, project.lock, project.deb_path, tmp_path / "pub")
+    raw = _manifest(project)
+    raw["secure_boot"] = {"signature": "published"}
+    manifest = tmp_path / "pub" / "demo.manifest.json"
+    write_manifest(manifest, raw)
+    seen: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(recipe: Any, out: Path, cache: Path, report: Any, lock: Any) -> None:
+        seen["signature"] = os.environ.get(SIGNATURE_ENV)
+        seen["recipe"] = recipe.path
+        seen["debs"] = sorted(sha256_file(p) for p in (cache / "debs").rglob("*.deb"))
+        raise Stop
+
+    monkeypatch.setattr(rebuild_module, "build_image", fake_build)
+    monkeypatch.delenv(SIGNATURE_ENV, raising=False)
+    work = tmp_path / "work"
+    with pytest.raises(Stop):
+        rebuild_module.rebuild_and_compare(
+            manifest, work, bundle=bundle.tarball, report=lambda line: None
+        )
+    assert seen["signature"] == str(manifest.absolute())
+    assert seen["recipe"] == work / "source" / "demo-2.0-source" / "recipes" / "demo.yaml"
+    assert seen["debs"] == sorted(p.sha256 for p in project.lock.packages)
+    assert SIGNATURE_ENV not in os.environ
+    # A damaged bundle directory is refused before anything is built.
+    (bundle.directory / "recipes" / "demo.yaml").write_text("tampered")
+    with pytest.raises(VerificationFailed, match=r"recipes/demo\.yaml: content differs"):
+        rebuild_module.rebuild_and_compare(
+            manifest, tmp_path / "work2", bundle=bundle.directory, report=lambda line: None
+        )
 
 
 @pytest.mark.parametrize(("same", "code"), [(True, 0), (False, 3)])
