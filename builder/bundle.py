@@ -35,6 +35,7 @@ from .errors import InputError, VerificationFailed
 from .fsutil import atomic_output
 from .lockfile import Lock, LockedPackage
 from .manifest import read_manifest, write_manifest
+from .overlay import _overlay_entries
 from .recipe import Recipe
 
 BUNDLE_FORMAT = 1
@@ -271,8 +272,10 @@ def _members(recipe: Recipe, lock: Lock, deb_path: Callable[[LockedPackage], Pat
     for overlay in recipe.overlays:
         base = project_path(overlay, "overlay")
         add(Member(base, "dir"))
-        for rel, kind in _walk(overlay):
-            add(_entry(f"{base}/{rel}", overlay / rel, kind))
+        # Exactly what the overlay step reads: bytecode and tagged cache directories
+        # (.mypy_cache...) left in a checkout would make bundles differ between machines.
+        for rel, kind in _overlay_entries(overlay, base):
+            add(_entry(f"{base}/{rel}", overlay / rel, "file" if kind == "template" else kind))
     keyring = recipe.distribution.keyring
     try:
         keyring_rel = keyring.relative_to(project).as_posix()

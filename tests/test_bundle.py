@@ -181,6 +181,15 @@ def test_same_sources_give_the_same_tar_whatever_the_machine_state(
     # Another checkout at another path, made under umask 077 (other modes for everything),
     # bundled under umask 077 into another directory: the tar bytes are the same.
     other = make_project(tmp_path / "elsewhere" / "checkout", tmp_path / "debs2", umask=0o077)
+    # Leftovers of tools run in a checkout are not sources: the overlay step skips them.
+    overlay = other.root / "overlays" / "demo"
+    (overlay / "usr" / "bin" / "__pycache__").mkdir()
+    (overlay / "usr" / "bin" / "__pycache__" / "hello.cpython-311.pyc").write_bytes(b"\0")
+    (overlay / "etc" / "stale.pyc").write_bytes(b"\0")
+    (overlay / ".mypy_cache").mkdir()
+    (overlay / ".mypy_cache" / "CACHEDIR.TAG").write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+    )
     old = os.umask(0o077)
     try:
         again = make_bundle(other.recipe, other.lock, other.deb_path, tmp_path / "out2")
