@@ -65,6 +65,8 @@ class Release:
     signing_key: str  # fingerprint from gpgv's VALIDSIG (primary key)
     files: Mapping[str, IndexFile]
     by_hash: bool = False  # "Acquire-By-Hash: yes": index files also live under by-hash/SHA256/
+    # "NotAutomatic: yes" (experimental, backports): apt never picks its packages by itself.
+    not_automatic: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class PackageRecord:
     conflicts: str = ""
     breaks: str = ""
     multi_arch: str = ""
+    suite: str = ""  # the `dists/` directory whose signed index listed it
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ def parse_release(
         signing_key=signing_key,
         files=files,
         by_hash=str(release.get("Acquire-By-Hash", "")).strip().lower() == "yes",
+        not_automatic=str(release.get("NotAutomatic", "")).strip().lower() == "yes",
     )
 
 
@@ -246,8 +250,8 @@ def check_index_file(data: bytes, expected: IndexFile, source: str) -> None:
         )
 
 
-def parse_packages(text: bytes, source: str) -> list[PackageRecord]:
-    """Every stanza of a Packages file, in file order."""
+def parse_packages(text: bytes, source: str, suite: str = "") -> list[PackageRecord]:
+    """Every stanza of a Packages file, in file order, each marked as from `suite`."""
     records: list[PackageRecord] = []
     for index, stanza in enumerate(
         deb822.Packages.iter_paragraphs(text, use_apt_pkg=False, fields=list(_PACKAGE_FIELDS))
@@ -269,6 +273,7 @@ def parse_packages(text: bytes, source: str) -> list[PackageRecord]:
                     conflicts=stanza.get("Conflicts", ""),
                     breaks=stanza.get("Breaks", ""),
                     multi_arch=stanza.get("Multi-Arch", ""),
+                    suite=suite,
                 )
             )
         except (KeyError, ValueError) as exc:
@@ -324,7 +329,7 @@ def fetch_packages(
         text = lzma.decompress(data)
     except lzma.LZMAError as exc:
         raise FetchError(f"{shown}: not valid xz data: {exc}") from exc
-    return parse_packages(text, shown)
+    return parse_packages(text, shown, suite)
 
 
 def load_index(
@@ -338,6 +343,8 @@ def load_index(
 ) -> ArchiveIndex:
     """The verified index of `suite` from the first mirror that serves it completely.
 
+    Every package record is marked with `suite`.
+
     A mirror that is unreachable or serves bytes not matching the signed Release
     (`FetchError`) is skipped for the next one; a bad signature
     (`VerificationFailed`) stops at once. If every mirror fails, the `FetchError`
@@ -345,7 +352,10 @@ def load_index(
     """
     say = report or (lambda _line: None)
     if not mirrors:
-        raise InputError("no mirror: pass --mirror URL, set BOOTHKEY_MIRROR, or configure apt")
+        raise InputError(
+            f"no mirror for suite {suite}: pass --mirror URL or --mirror {suite}=URL, set "
+            f"BOOTHKEY_MIRROR, or add a deb source for {suite} to the apt configuration"
+        )
     problems: list[str] = []
     for position, mirror in enumerate(mirrors, start=1):
         shown = describe_url(mirror)

@@ -1,7 +1,7 @@
 """Downloading the locked .debs into the cache, in parallel, verified.
 
-Each package is read from `<mirror>/<pool path>`, mirrors tried in order, into a
-temp file beside its final cache name; its size is enforced while streaming and
+Each package is read from `<mirror>/<pool path>`, the mirrors of its suite tried
+in order, into a temp file beside its final cache name; its size is enforced while streaming and
 its sha256 checked before the rename (`DebCache.store`). Packages already in the
 cache with the right digest are not downloaded again; a corrupt cached file is
 replaced. Mirrors are interchangeable because every byte is pinned by the lock.
@@ -10,7 +10,7 @@ replaced. Mirrors are interchangeable because every byte is pinned by the lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -62,18 +62,20 @@ class _MirrorRanking:
         self._successes = dict.fromkeys(self._mirrors, 0)
         self._lock = threading.Lock()
 
-    def ranked(self) -> list[str]:
+    def ranked(self, allowed: Sequence[str]) -> list[str]:
+        """`allowed` (the mirrors of one suite), failing ones last, otherwise in order."""
         with self._lock:
             return sorted(
-                self._mirrors,
+                allowed,
                 key=lambda m: self._failures[m] > 0 and self._successes[m] == 0,
             )
 
-    def all_failing(self) -> bool:
-        """True once every mirror failed repeatedly and none has served anything."""
+    def all_failing(self, allowed: Sequence[str]) -> bool:
+        """True once every mirror of `allowed` failed repeatedly and none has served
+        anything."""
         with self._lock:
-            return not any(self._successes.values()) and all(
-                count >= _GIVE_UP_FAILURES for count in self._failures.values()
+            return not any(self._successes[m] for m in allowed) and all(
+                self._failures[m] >= _GIVE_UP_FAILURES for m in allowed
             )
 
     def failed(self, mirror: str) -> None:
@@ -87,7 +89,7 @@ class _MirrorRanking:
 
 def fetch_packages(
     packages: Sequence[LockedPackage],
-    mirrors: Sequence[str],
+    mirrors: Sequence[str] | Mapping[str, Sequence[str]],
     cache: DebCache,
     fetcher: Fetcher,
     jobs: int = DEFAULT_JOBS,
@@ -97,8 +99,9 @@ def fetch_packages(
 ) -> FetchReport:
     """Make every package in `packages` present and verified in `cache`.
 
-    `mirrors` are tried in order (URLs or local directories, see `builder.fetcher`);
-    up to `jobs` packages download at once. Raises `FetchError` after all packages
+    `mirrors` are tried in order (URLs or local directories, see `builder.fetcher`):
+    one list for every package, or a list per suite (`mirrors_by_suite`) used for the
+    packages of that suite (`LockedPackage.suite`). Up to `jobs` packages download at once. Raises `FetchError` after all packages
     were attempted if any could not be fetched, listing each with the URLs tried and
     what went wrong (for wrong bytes: expected and got). Whatever happens, the cache
     never holds a file under a name its content does not match. Any other exception
@@ -107,14 +110,10 @@ def fetch_packages(
     if jobs < 1 or rounds < 1:
         raise ValueError("jobs and rounds must be at least 1")
     unique = list({pkg.sha256: pkg for pkg in packages}.values())
-    if unique and not mirrors:
-        raise InputError(
-            "no mirror to fetch from: pass --mirror URL (or a local directory), set "
-            "BOOTHKEY_MIRROR, or add a deb source for the suite to the apt configuration"
-        )
+    per_suite = _mirrors_per_suite(unique, mirrors)
     cache.remove_stale_temp_files()
     display = progress if progress is not None else Progress.quiet()
-    ranking = _MirrorRanking(mirrors)
+    ranking = _MirrorRanking(list(dict.fromkeys(m for ms in per_suite.values() for m in ms)))
     stop = threading.Event()
 
     def fetch_one(pkg: LockedPackage) -> tuple[str | None, bool]:
@@ -125,9 +124,10 @@ def fetch_packages(
             return None, False
         if stop.is_set():
             raise _Stopped()
-        if ranking.all_failing():
+        allowed = per_suite[pkg.suite]
+        if ranking.all_failing(allowed):
             raise _NotTried(_label(pkg))
-        url = _download(pkg, ranking, cache, fetcher, rounds, display)
+        url = _download(pkg, allowed, ranking, cache, fetcher, rounds, display)
         display.done(_label(pkg), pkg.size, fetched=True)
         return url, present.problem != "missing"
 
@@ -153,7 +153,7 @@ def fetch_packages(
             raise
 
     if failures:
-        raise _summarise(unique, failures, mirrors)
+        raise _summarise(unique, failures, per_suite)
     fetched = tuple(p for p in packages if results.get(p.sha256, (None, False))[0] is not None)
     cached = tuple(p for p in packages if results.get(p.sha256, (None, False))[0] is None)
     repaired = tuple(p for p in fetched if results[p.sha256][1])
@@ -167,8 +167,29 @@ def fetch_packages(
     )
 
 
+def _mirrors_per_suite(
+    packages: Sequence[LockedPackage], mirrors: Sequence[str] | Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    """suite -> its mirrors, for every suite of `packages`; `InputError` if one has none."""
+    suites = sorted({pkg.suite for pkg in packages})
+    if isinstance(mirrors, Mapping):
+        per_suite = {suite: list(mirrors.get(suite, ())) for suite in suites}
+    else:
+        per_suite = {suite: list(mirrors) for suite in suites}
+    empty = [suite for suite in suites if not per_suite[suite]]
+    if empty:
+        shown = ", ".join(repr(suite) for suite in empty)
+        raise InputError(
+            f"no mirror to fetch suite {shown} from: pass --mirror URL (or a local directory, "
+            "or SUITE=URL for one suite), set BOOTHKEY_MIRROR, or add a deb source for the "
+            "suite to the apt configuration"
+        )
+    return per_suite
+
+
 def _download(
     pkg: LockedPackage,
+    allowed: Sequence[str],
     ranking: _MirrorRanking,
     cache: DebCache,
     fetcher: Fetcher,
@@ -178,9 +199,9 @@ def _download(
     """Fetch one package into the cache; return the URL it came from."""
     problems: list[str] = []
     for round_number in range(rounds):
-        if round_number and ranking.all_failing():
+        if round_number and ranking.all_failing(allowed):
             break
-        for mirror in ranking.ranked():
+        for mirror in ranking.ranked(allowed):
             url = mirror_url(mirror, pkg.filename)
             shown = describe_url(url)
             with cache.temp_path(pkg) as tmp:
@@ -206,7 +227,9 @@ def _download(
 
 
 def _summarise(
-    packages: Sequence[LockedPackage], failures: dict[str, FetchError], mirrors: Sequence[str]
+    packages: Sequence[LockedPackage],
+    failures: dict[str, FetchError],
+    per_suite: Mapping[str, Sequence[str]],
 ) -> FetchError:
     tried = [p for p in packages if p.sha256 in failures and not _skipped(failures[p.sha256])]
     skipped = [p for p in packages if p.sha256 in failures and _skipped(failures[p.sha256])]
@@ -221,7 +244,16 @@ def _summarise(
             f"{len(skipped)} more not tried: every mirror failed {_GIVE_UP_FAILURES} times "
             f"or more without serving a single package"
         )
-    shown_mirrors = ", ".join(describe_url(m) for m in mirrors)
+    lists = {suite: ", ".join(describe_url(m) for m in ms) for suite, ms in per_suite.items()}
+    if len(set(lists.values())) == 1:
+        shown_mirrors = next(iter(lists.values()))
+    else:
+        failed_suites = {p.suite for p in packages if p.sha256 in failures}
+        shown_mirrors = "; ".join(
+            f"{suite or '(no suite)'}: {text}"
+            for suite, text in lists.items()
+            if suite in failed_suites
+        )
     head = (
         f"{len(tried) + len(skipped)} of {len(packages)} package(s) could not be fetched "
         f"(mirrors tried in order: {shown_mirrors})"

@@ -1,9 +1,11 @@
 """The lock file: exactly which bytes go into an image.
 
-`recipes/NAME.lock.json` pins the archive snapshot (suite, date, InRelease
-digest, signing key) and every package by name, version, architecture, size,
-sha256 and pool path. It is pretty-printed with sorted keys so a re-lock of an
-unchanged recipe against an unchanged archive is byte-identical.
+`recipes/NAME.lock.json` pins the archive snapshot of every suite the recipe
+names (the base suite and its update suites: suite, date, InRelease digest,
+signing key) and every package by name, version, architecture, size, sha256,
+pool path and the suite it came from. It is pretty-printed with sorted keys
+(archives sorted by suite) so a re-lock of an unchanged recipe against an
+unchanged archive is byte-identical.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from .errors import InputError, ValidationErrors
 from .fsutil import write_atomic
 from .recipe import Recipe
 
-LOCK_FORMAT = 1
+# 2: one archive per suite ("archives", "base_suite") and a "suite" per package.
+LOCK_FORMAT = 2
 # Which part of the image a package is for: installed into the root filesystem,
 # or extracted by the boot step (kernel, UKI stub, initrd tools).
 PACKAGE_SETS = ("rootfs", "boot")
@@ -35,6 +38,7 @@ class LockedPackage:
     sha256: str
     filename: str  # pool path relative to the mirror root, e.g. pool/main/b/bash/bash_5.2_amd64.deb
     sets: tuple[str, ...]  # subset of PACKAGE_SETS
+    suite: str = ""  # the suite (`dists/` directory) whose signed index pinned it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,11 +49,14 @@ class LockedPackage:
             "sha256": self.sha256,
             "filename": self.filename,
             "sets": list(self.sets),
+            "suite": self.suite,
         }
 
 
 @dataclass(frozen=True)
 class ArchiveInfo:
+    """One verified suite: `suite` is the `dists/` directory that was read."""
+
     suite: str
     codename: str
     date: str  # the Release file's Date field, as written there
@@ -72,19 +79,37 @@ class ArchiveInfo:
 
 @dataclass(frozen=True)
 class Lock:
+    """A lock: `archive` is the recipe's base suite (the one mmdebstrap installs from),
+    `updates` the update suites' archives (sorted by suite). A package given without
+    a suite is written as coming from the base suite."""
+
     recipe_name: str
     package_set_digest: str
     archive: ArchiveInfo
     source_date_epoch: int
     packages: tuple[LockedPackage, ...]  # sorted by (name, architecture)
+    updates: tuple[ArchiveInfo, ...] = ()
+
+    @property
+    def archives(self) -> tuple[ArchiveInfo, ...]:
+        """Every suite's archive, sorted by suite (as the lock file lists them)."""
+        return tuple(sorted((self.archive, *self.updates), key=lambda a: a.suite))
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """The base suite, then the update suites."""
+        return (self.archive.suite, *(a.suite for a in self.updates))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": LOCK_FORMAT,
             "recipe": {"name": self.recipe_name, "package_set_digest": self.package_set_digest},
-            "archive": self.archive.to_json(),
+            "base_suite": self.archive.suite,
+            "archives": [a.to_json() for a in self.archives],
             "source_date_epoch": self.source_date_epoch,
-            "packages": [p.to_json() for p in self.packages],
+            "packages": [
+                {**p.to_json(), "suite": p.suite or self.archive.suite} for p in self.packages
+            ],
         }
 
     def to_bytes(self) -> bytes:
@@ -148,19 +173,33 @@ def parse_lock(raw: Any, shown: str) -> Lock:
     if not isinstance(raw, dict):
         raise InputError(f"{shown}: a lock file is a JSON object")
     if raw.get("format") != LOCK_FORMAT:
-        raise InputError(f"{shown}: lock format {raw.get('format')!r} is not {LOCK_FORMAT}")
+        hint = (
+            "; it predates update suites (distribution.updates): run `build.py lock` on "
+            "the recipe again"
+            if raw.get("format") == 1
+            else ""
+        )
+        raise InputError(f"{shown}: lock format {raw.get('format')!r} is not {LOCK_FORMAT}{hint}")
     recipe = need(raw, "recipe", dict, "recipe") or {}
-    archive_raw = need(raw, "archive", dict, "archive") or {}
-    archive = ArchiveInfo(
-        suite=need(archive_raw, "suite", str, "archive.suite") or "",
-        codename=need(archive_raw, "codename", str, "archive.codename") or "",
-        date=need(archive_raw, "date", str, "archive.date") or "",
-        inrelease_sha256=need(archive_raw, "inrelease_sha256", str, "archive.inrelease_sha256")
-        or "",
-        signing_key=need(archive_raw, "signing_key", str, "archive.signing_key") or "",
-        architecture=need(archive_raw, "architecture", str, "archive.architecture") or "",
-        components=tuple(need(archive_raw, "components", list, "archive.components") or ()),
-    )
+    base_suite = need(raw, "base_suite", str, "base_suite") or ""
+    archives: dict[str, ArchiveInfo] = {}
+    for position, archive_raw in enumerate(need(raw, "archives", list, "archives") or []):
+        where = f"archives[{position}]"
+        archive = ArchiveInfo(
+            suite=need(archive_raw, "suite", str, f"{where}.suite") or "",
+            codename=need(archive_raw, "codename", str, f"{where}.codename") or "",
+            date=need(archive_raw, "date", str, f"{where}.date") or "",
+            inrelease_sha256=need(archive_raw, "inrelease_sha256", str, f"{where}.inrelease_sha256")
+            or "",
+            signing_key=need(archive_raw, "signing_key", str, f"{where}.signing_key") or "",
+            architecture=need(archive_raw, "architecture", str, f"{where}.architecture") or "",
+            components=tuple(need(archive_raw, "components", list, f"{where}.components") or ()),
+        )
+        if archive.suite in archives:
+            problems.append(f"{shown}: {where}.suite: {archive.suite!r} is listed twice")
+        archives[archive.suite] = archive
+    if base_suite and base_suite not in archives:
+        problems.append(f"{shown}: base_suite: {base_suite!r} is not one of the archives")
     packages: list[LockedPackage] = []
     for index, entry in enumerate(need(raw, "packages", list, "packages") or []):
         where = f"packages[{index}]"
@@ -171,6 +210,9 @@ def parse_lock(raw: Any, shown: str) -> Lock:
         for member in sets:
             if member not in PACKAGE_SETS:
                 problems.append(f"{shown}: {where}.sets: unknown set {member!r}")
+        suite = need(entry, "suite", str, f"{where}.suite")
+        if suite is not None and suite not in archives:
+            problems.append(f"{shown}: {where}.suite: {suite!r} is not one of the archives")
         filename = need(entry, "filename", str, f"{where}.filename") or ""
         if filename.startswith("/") or ".." in filename.split("/"):
             problems.append(f"{shown}: {where}.filename: {filename!r} is not a relative pool path")
@@ -183,20 +225,22 @@ def parse_lock(raw: Any, shown: str) -> Lock:
                 sha256=sha,
                 filename=filename,
                 sets=sets,
+                suite=suite or "",
             )
         )
     epoch = need(raw, "source_date_epoch", int, "source_date_epoch") or 0
-    lock = Lock(
-        recipe_name=need(recipe, "name", str, "recipe.name") or "",
-        package_set_digest=need(recipe, "package_set_digest", str, "recipe.package_set_digest")
-        or "",
-        archive=archive,
-        source_date_epoch=epoch,
-        packages=tuple(packages),
-    )
+    recipe_name = need(recipe, "name", str, "recipe.name") or ""
+    digest = need(recipe, "package_set_digest", str, "recipe.package_set_digest") or ""
     if problems:
         raise ValidationErrors(problems)
-    return lock
+    return Lock(
+        recipe_name=recipe_name,
+        package_set_digest=digest,
+        archive=archives[base_suite],
+        source_date_epoch=epoch,
+        packages=tuple(packages),
+        updates=tuple(a for name, a in sorted(archives.items()) if name != base_suite),
+    )
 
 
 def load_lock_for(recipe: Recipe) -> Lock:

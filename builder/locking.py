@@ -1,14 +1,14 @@
-"""Recipe -> Lock: verify the archive index, resolve both package sets, pin every .deb."""
+"""Recipe -> Lock: verify each suite's archive index, resolve both package sets, pin every .deb."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ArchiveIndex, PackageRecord, load_index
-from .errors import ValidationErrors
+from .errors import InputError, ValidationErrors
 from .fetcher import Fetcher
 from .lockfile import ArchiveInfo, Lock, LockedPackage
 from .recipe import Recipe
@@ -17,10 +17,16 @@ from .resolver import PackageUniverse, Resolution, Root, resolve
 
 @dataclass(frozen=True)
 class LockResult:
-    """A new lock and the verified index it came from (for the caller's summary)."""
+    """A new lock and the verified indexes it came from (for the caller's summary):
+    one per suite, the base suite first, then the update suites in recipe order."""
 
     lock: Lock
-    index: ArchiveIndex
+    indexes: tuple[ArchiveIndex, ...]
+
+    @property
+    def index(self) -> ArchiveIndex:
+        """The base suite's index."""
+        return self.indexes[0]
 
 
 def shown_path(path: Path) -> str:
@@ -54,14 +60,36 @@ def boot_roots(recipe: Recipe) -> list[Root]:
     return roots
 
 
-def resolve_sets(recipe: Recipe, index: ArchiveIndex) -> tuple[LockedPackage, ...]:
+def merge_indexes(indexes: Sequence[ArchiveIndex]) -> list[PackageRecord]:
+    """The packages of every index, as one universe.
+
+    For a name, every suite's versions are candidates and the resolver takes the
+    highest that fits (apt's choice with default pins). The same name, version and
+    architecture in several suites (a security upload later folded into a point
+    release) is kept once, from the first index given, so the choice is stable.
+    """
+    seen: set[tuple[str, str, str]] = set()
+    merged: list[PackageRecord] = []
+    for index in indexes:
+        for record in index.packages:
+            key = (record.name, record.version, record.architecture)
+            if key not in seen:
+                seen.add(key)
+                merged.append(record)
+    return merged
+
+
+def resolve_sets(recipe: Recipe, *indexes: ArchiveIndex) -> tuple[LockedPackage, ...]:
     """Both package sets as locked packages sorted by (name, architecture).
 
+    `indexes` are the base suite's then the update suites' (see `merge_indexes`).
     The boot set prefers packages the rootfs set already chose, so a package in
     both has one version and `sets == ("boot", "rootfs")`. Every problem of both
     sets is raised at once (`ValidationErrors`).
     """
-    universe = PackageUniverse(index.packages, index.architecture)
+    if not indexes:
+        raise ValueError("resolve_sets needs at least one index")
+    universe = PackageUniverse(merge_indexes(indexes), indexes[0].architecture)
     problems: list[str] = []
     rootfs = Resolution()
     try:
@@ -97,6 +125,7 @@ def resolve_sets(recipe: Recipe, index: ArchiveIndex) -> tuple[LockedPackage, ..
             sha256=record.sha256,
             filename=record.filename,
             sets=tuple(sorted(sets)),
+            suite=record.suite,
         )
         for record, sets in members.values()
     ]
@@ -106,37 +135,65 @@ def resolve_sets(recipe: Recipe, index: ArchiveIndex) -> tuple[LockedPackage, ..
 def lock_recipe(
     recipe: Recipe,
     fetcher: Fetcher,
-    mirrors: Sequence[str],
+    mirrors: Sequence[str] | Mapping[str, Sequence[str]],
     report: Callable[[str], None] | None = None,
 ) -> LockResult:
-    """Verify the recipe's archive index (first working mirror) and build its Lock.
+    """Verify the index of every suite of the recipe (first working mirror each) and
+    build its Lock.
 
-    Pure apart from fetching: the same recipe and archive snapshot give an equal Lock
-    whichever mirror served it. `archive.suite` is the recipe's suite (the `dists/`
-    directory that was verified); `source_date_epoch` is the recipe's, else the
-    Release Date. `report` gets progress lines for the user.
+    `mirrors` is one list for every suite, or a list per suite (`mirrors_by_suite`).
+    Pure apart from fetching: the same recipe and archive snapshots give an equal
+    Lock whichever mirrors served them. Each `ArchiveInfo.suite` and
+    `LockedPackage.suite` is a suite of the recipe (the `dists/` directory that was
+    verified); `source_date_epoch` is the recipe's, else the newest Release Date.
+    `report` gets progress lines for the user. An update suite whose Release says
+    `NotAutomatic: yes` (backports, experimental) is refused: apt would not take
+    its newer versions by default, and boothkey's choice would differ from apt's.
     """
     dist = recipe.distribution
-    index = load_index(
-        fetcher, mirrors, dist.suite, dist.architecture, dist.components, dist.keyring, report
-    )
-    packages = resolve_sets(recipe, index)
-    release = index.release
-    archive = ArchiveInfo(
-        suite=dist.suite,
-        codename=release.codename,
-        date=release.date,
-        inrelease_sha256=release.inrelease_sha256,
-        signing_key=release.signing_key,
-        architecture=dist.architecture,
-        components=dist.components,
-    )
+    indexes: list[ArchiveIndex] = []
+    for suite in dist.suites:
+        suite_mirrors = mirrors.get(suite, ()) if isinstance(mirrors, Mapping) else mirrors
+        indexes.append(
+            load_index(
+                fetcher,
+                suite_mirrors,
+                suite,
+                dist.architecture,
+                dist.components,
+                dist.keyring,
+                report,
+            )
+        )
+    automatic = [
+        f"{shown_path(recipe.path)}: distribution.updates[{position}]: {suite} is marked "
+        "NotAutomatic (apt installs from it only when asked); it cannot be an update suite"
+        for position, (suite, index) in enumerate(zip(dist.updates, indexes[1:], strict=True))
+        if index.release.not_automatic
+    ]
+    if automatic:
+        raise InputError("\n".join(automatic))
+    packages = resolve_sets(recipe, *indexes)
+    archives = [
+        ArchiveInfo(
+            suite=suite,
+            codename=index.release.codename,
+            date=index.release.date,
+            inrelease_sha256=index.release.inrelease_sha256,
+            signing_key=index.release.signing_key,
+            architecture=dist.architecture,
+            components=dist.components,
+        )
+        for suite, index in zip(dist.suites, indexes, strict=True)
+    ]
     epoch = recipe.source_date_epoch
+    newest = max(index.release.date_epoch for index in indexes)
     lock = Lock(
         recipe_name=recipe.name,
         package_set_digest=recipe.package_set_digest(),
-        archive=archive,
-        source_date_epoch=epoch if epoch is not None else release.date_epoch,
+        archive=archives[0],
+        source_date_epoch=epoch if epoch is not None else newest,
         packages=packages,
+        updates=tuple(sorted(archives[1:], key=lambda a: a.suite)),
     )
-    return LockResult(lock, index)
+    return LockResult(lock, tuple(indexes))

@@ -57,7 +57,6 @@ def make_provenance(manifest: Mapping[str, Any], lock: Lock) -> dict[str, Any]:
                 "annotations": {"role": "debian-package", "sets": list(pkg.sets)},
             }
         )
-    archive = lock.archive
     predicate = {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
@@ -69,13 +68,17 @@ def make_provenance(manifest: Mapping[str, Any], lock: Lock) -> dict[str, Any]:
             "internalParameters": {
                 "source_date_epoch": manifest["source_date_epoch"],
                 "package_set_digest": recipe["package_set_digest"],
-                "archive": {
-                    "suite": archive.suite,
-                    "codename": archive.codename,
-                    "date": archive.date,
-                    "inrelease_sha256": archive.inrelease_sha256,
-                    "signing_key": archive.signing_key,
-                },
+                # Every suite the lock was resolved against (base and update suites).
+                "archives": [
+                    {
+                        "suite": archive.suite,
+                        "codename": archive.codename,
+                        "date": archive.date,
+                        "inrelease_sha256": archive.inrelease_sha256,
+                        "signing_key": archive.signing_key,
+                    }
+                    for archive in lock.archives
+                ],
             },
             "resolvedDependencies": dependencies,
         },

@@ -242,9 +242,13 @@ def make_archive(
     date: str = FIXED_DATE,
     extra_release_fields: Mapping[str, str] | None = None,
     by_hash: bool = False,
+    pool_component: str = "main",
 ) -> Archive:
     """Write a Debian-layout archive under `root` holding `packages` in component main.
 
+    Several suites may share one `root` (as bookworm and bookworm-updates do).
+    `pool_component` places the .debs under `pool/<pool_component>/` (Debian's
+    security archive uses `updates/main`).
     With `sign_with=None` the Release is left unsigned (no InRelease): for tamper tests.
     With `by_hash`, index files are also stored under `by-hash/SHA256/<digest>` and the
     Release says `Acquire-By-Hash: yes`, as Debian's archive does.
@@ -255,10 +259,10 @@ def make_archive(
     binary = dists / "main" / "binary-amd64"
     binary.mkdir(parents=True, exist_ok=True)
     for deb in debs:
-        target = root / deb.pool_path()
+        target = root / deb.pool_path(pool_component)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(deb.path, target)
-    packages_text = "\n".join(packages_stanza(deb) for deb in debs).encode()
+    packages_text = "\n".join(packages_stanza(deb, pool_component) for deb in debs).encode()
     (binary / "Packages").write_bytes(packages_text)
     (binary / "Packages.xz").write_bytes(lzma.compress(packages_text, preset=6))
     if by_hash:
@@ -471,6 +475,7 @@ def write_recipe(
     name: str = "testbooth",
     packages: Iterable[str] = ("booth",),
     suite: str = "bookworm",
+    updates: Iterable[str] = (),
     variant: str = "essential",
     extra: str = "",
 ) -> Path:
@@ -478,12 +483,14 @@ def write_recipe(
     recipes = directory / "recipes"
     recipes.mkdir(parents=True, exist_ok=True)
     package_lines = "".join(f"  - {p}\n" for p in packages)
+    update_list = list(updates)
     text = (
         f"name: {name}\n"
         'version: "1.0"\n'
         "distribution:\n"
         f"  suite: {suite}\n"
-        f"  keyring: {keyring}\n"
+        + (f"  updates: [{', '.join(update_list)}]\n" if update_list else "")
+        + f"  keyring: {keyring}\n"
         "kernel: linux-image-amd64\n"
         f"packages:\n{package_lines}"
         f"rootfs:\n  variant: {variant}\n"
@@ -492,3 +499,84 @@ def write_recipe(
     path = recipes / f"{name}.yaml"
     path.write_text(text)
     return path
+
+
+# Release dates of the update suites: later than FIXED_DATE, security the newest.
+UPDATES_EPOCH = 1700050000
+UPDATES_DATE = "Wed, 15 Nov 2023 12:06:40 UTC"  # == UPDATES_EPOCH
+SECURITY_EPOCH = 1700092800
+SECURITY_DATE = "Thu, 16 Nov 2023 00:00:00 UTC"  # == SECURITY_EPOCH
+SECURITY_POOL = "updates/main"
+
+
+@dataclass(frozen=True)
+class MultiSuiteArchive:
+    """bookworm and bookworm-updates served from `main`, bookworm-security from `security`
+    (another root, pool under `pool/updates/main/`), as Debian lays them out.
+    `backports` is a NotAutomatic suite beside bookworm on `main`."""
+
+    main: ServedArchive
+    updates: Archive
+    security: ServedArchive
+    backports: Archive
+
+
+def update_suite_debs(directory: Path) -> tuple[list[FakeDeb], list[FakeDeb]]:
+    """(bookworm-updates packages, bookworm-security packages) over `standard_universe`.
+
+    - libc6 has a security update (2.36-9+deb12u4): the newest version wins.
+    - booth 1.1 in -updates needs that libc6: a versioned dependency across suites.
+    - linux-base 4.9 is also in -security, unchanged: the base suite's copy is kept.
+    - media-types 11.0 in -updates is newer, but libpython3.11-stdlib is not touched.
+    """
+    d = directory
+    updates = [
+        make_deb(
+            d,
+            "booth",
+            "1.1",
+            arch="all",
+            depends="python3:any (>= 3.11), booth-ui, libc6 (>= 2.36-9+deb12u4)",
+            files={"/usr/bin/booth": b"#!/usr/bin/python3\nprint('booth 1.1')\n"},
+        ),
+        make_deb(d, "media-types", "11.0", arch="all"),
+    ]
+    security = [
+        make_deb(d, "libc6", "2.36-9+deb12u4", priority="required", depends="libgcc-s1"),
+        make_deb(d, "linux-base", "4.9", arch="all"),
+    ]
+    return updates, security
+
+
+def make_multi_suite(
+    root: Path, universe: Iterable[FakeDeb], debs_dir: Path, key: GpgKey, url_for: Any
+) -> MultiSuiteArchive:
+    """Write the suites of `MultiSuiteArchive` under `root`; `url_for(path)` gives a URL."""
+    updates_debs, security_debs = update_suite_debs(debs_dir)
+    main_root = root / "debian"
+    base = make_archive(main_root, "bookworm", universe, key, by_hash=True)
+    updates = make_archive(
+        main_root, "bookworm-updates", updates_debs, key, date=UPDATES_DATE, by_hash=True
+    )
+    backports_debs = [make_deb(debs_dir, "booth", "9.0~bpo12+1", arch="all")]
+    backports = make_archive(
+        main_root,
+        "bookworm-backports",
+        backports_debs,
+        key,
+        extra_release_fields={"NotAutomatic": "yes", "ButAutomaticUpgrades": "yes"},
+    )
+    security = make_archive(
+        root / "debian-security",
+        "bookworm-security",
+        security_debs,
+        key,
+        date=SECURITY_DATE,
+        pool_component=SECURITY_POOL,
+    )
+    return MultiSuiteArchive(
+        main=ServedArchive(base, url_for(main_root)),
+        updates=updates,
+        security=ServedArchive(security, url_for(security.root)),
+        backports=backports,
+    )

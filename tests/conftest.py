@@ -15,9 +15,11 @@ from archive_factory import (
     FakeDeb,
     GpgKey,
     HttpServer,
+    MultiSuiteArchive,
     ServedArchive,
     make_archive,
     make_gpg_key,
+    make_multi_suite,
     standard_universe,
     write_recipe,
 )
@@ -64,6 +66,24 @@ def served_archive(
     """The standard universe as a signed 'bookworm' archive; do not modify it (see archive_copy)."""
     archive = make_archive(http_server.root / "debian", "bookworm", universe, gpg_key)
     return ServedArchive(archive, http_server.url_for(archive.root))
+
+
+@pytest.fixture(scope="session")
+def multi_suite(
+    http_server: HttpServer,
+    universe: list[FakeDeb],
+    gpg_key: GpgKey,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> MultiSuiteArchive:
+    """bookworm (+ -updates, -backports) and bookworm-security on two served roots; do not
+    modify it (see archive_factory.MultiSuiteArchive)."""
+    return make_multi_suite(
+        http_server.root / "multi",
+        universe,
+        tmp_path_factory.mktemp("update-debs"),
+        gpg_key,
+        http_server.url_for,
+    )
 
 
 _copies = itertools.count()

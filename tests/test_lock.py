@@ -11,11 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_factory import FIXED_EPOCH, GpgKey, ServedArchive
+from archive_factory import (
+    FIXED_EPOCH,
+    SECURITY_DATE,
+    SECURITY_EPOCH,
+    SECURITY_POOL,
+    GpgKey,
+    HttpServer,
+    MultiSuiteArchive,
+    ServedArchive,
+)
 
+from builder.archive import ArchiveIndex, PackageRecord, Release
 from builder.cli import main
-from builder.errors import InputError
+from builder.errors import InputError, ValidationErrors
 from builder.lockfile import load_lock_for, read_lock
+from builder.locking import merge_indexes
 from builder.mirrors import default_mirrors
 from builder.recipe import load_recipe
 
@@ -243,3 +254,217 @@ def test_real_archive_lock_matches_what_apt_would_install(
         pytest.fail("mmdebstrap --simulate listed no packages")
     ours = {p.name: p.version for p in locked.in_set("rootfs")}
     assert ours == installed
+
+
+# ---- several suites: distribution.updates ----------------------------------------
+
+UPDATES = ["bookworm-updates", "bookworm-security"]
+
+
+def suite_mirrors(multi: MultiSuiteArchive) -> list[str]:
+    return [
+        f"bookworm={multi.main.mirror}",
+        f"bookworm-updates={multi.main.mirror}",
+        f"bookworm-security={multi.security.mirror}",
+    ]
+
+
+def test_update_suites_newest_version_wins(
+    multi_suite: MultiSuiteArchive,
+    gpg_key: GpgKey,
+    recipe_factory: RecipeFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = recipe_factory(packages=["booth"], updates=UPDATES)
+    assert lock(recipe, *suite_mirrors(multi_suite)) == 0
+    locked = read_lock(recipe.with_name("testbooth.lock.json"))
+    by_name = {p.name: p for p in locked.packages}
+    security_libc = next(d for d in multi_suite.security.archive.debs if d.name == "libc6")
+    # A security update wins over the base suite's version and is fetched from its pool.
+    libc6 = by_name["libc6"]
+    assert (libc6.version, libc6.suite, libc6.sha256) == (
+        "2.36-9+deb12u4",
+        "bookworm-security",
+        security_libc.sha256,
+    )
+    assert libc6.filename == security_libc.pool_path(SECURITY_POOL)
+    assert libc6.filename.startswith("pool/updates/main/")
+    assert libc6.sets == ("boot", "rootfs")
+    # booth 1.1 (-updates) needs that libc6: a versioned dependency across suites.
+    assert (by_name["booth"].version, by_name["booth"].suite) == ("1.1", "bookworm-updates")
+    assert (by_name["media-types"].version, by_name["media-types"].suite) == (
+        "11.0",
+        "bookworm-updates",
+    )
+    # Only in the base suite; and the same version in two suites stays the base suite's.
+    assert (by_name["bash"].version, by_name["bash"].suite) == ("5.2.15-2", "bookworm")
+    assert (by_name["linux-base"].suite, by_name["linux-base"].filename) == (
+        "bookworm",
+        "pool/main/l/linux-base/linux-base_4.9_all.deb",
+    )
+    # The NotAutomatic backports suite was not asked for: its booth 9.0 is not chosen.
+    assert locked.archive.suite == "bookworm"
+    assert [a.suite for a in locked.archives] == sorted(["bookworm", *UPDATES])
+    assert all(a.signing_key == gpg_key.fingerprint for a in locked.archives)
+    assert locked.source_date_epoch == SECURITY_EPOCH  # the newest Release Date
+    raw = json.loads(recipe.with_name("testbooth.lock.json").read_text())
+    assert raw["format"] == 2
+    assert raw["base_suite"] == "bookworm"
+    assert [a["suite"] for a in raw["archives"]] == sorted(["bookworm", *UPDATES])
+    assert "archive" not in raw
+    out, err = capsys.readouterr()
+    assert f"lock: {multi_suite.security.mirror}: InRelease of bookworm-security (" in err
+    assert "archive bookworm-security (bookworm-security) of " + SECURITY_DATE in out
+
+
+def test_relock_over_several_suites_is_byte_identical(
+    multi_suite: MultiSuiteArchive,
+    recipe_factory: RecipeFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = recipe_factory(packages=["booth"], updates=UPDATES)
+    lock_path = recipe.with_name("testbooth.lock.json")
+    assert lock(recipe, *suite_mirrors(multi_suite)) == 0
+    first = lock_path.read_bytes()
+    # Other mirror spellings for the same snapshots: a plain URL tried for every suite
+    # (the main root has no bookworm-security, so its security index comes from the
+    # suite's own entry), local directories instead of HTTP.
+    assert (
+        lock(
+            recipe,
+            str(multi_suite.main.archive.root),
+            f"bookworm-security={multi_suite.security.archive.root}",
+        )
+        == 0
+    )
+    assert lock_path.read_bytes() == first
+    assert "testbooth.lock.json: unchanged" in capsys.readouterr().out
+
+
+def test_recipe_epoch_wins_over_newest_release_date(
+    multi_suite: MultiSuiteArchive, recipe_factory: RecipeFactory
+) -> None:
+    recipe = recipe_factory(updates=UPDATES, extra="source_date_epoch: 1234\n")
+    assert lock(recipe, *suite_mirrors(multi_suite)) == 0
+    assert read_lock(recipe.with_name("testbooth.lock.json")).source_date_epoch == 1234
+
+
+def test_adding_update_suites_makes_the_lock_stale(
+    multi_suite: MultiSuiteArchive, recipe_factory: RecipeFactory
+) -> None:
+    recipe = recipe_factory(packages=["booth"])
+    assert lock(recipe, multi_suite.main.mirror) == 0
+    locked = load_lock_for(load_recipe(recipe))
+    assert [a.suite for a in locked.archives] == ["bookworm"]
+    assert {p.suite for p in locked.packages} == {"bookworm"}
+    assert locked.package("libc6").version == "2.36-9"
+    recipe_factory(packages=["booth"], updates=UPDATES)
+    with pytest.raises(InputError, match=r"does not match testbooth\.yaml any more"):
+        load_lock_for(load_recipe(recipe))
+
+
+def test_tampered_second_inrelease_exit_3(
+    multi_suite: MultiSuiteArchive,
+    http_server: HttpServer,
+    recipe_factory: RecipeFactory,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    copy = http_server.root / f"multi-tampered-{tmp_path.name}"
+    shutil.copytree(multi_suite.security.archive.root, copy)
+    inrelease = copy / "dists" / "bookworm-security" / "InRelease"
+    inrelease.write_bytes(inrelease.read_bytes().replace(b"Origin: boothkey", b"Origin: evilkey"))
+    recipe = recipe_factory(updates=UPDATES)
+    mirrors = [
+        f"bookworm={multi_suite.main.mirror}",
+        f"bookworm-updates={multi_suite.main.mirror}",
+        f"bookworm-security={http_server.url_for(copy)}",
+    ]
+    assert lock(recipe, *mirrors) == 3
+    err = capsys.readouterr().err
+    assert "dists/bookworm-security/InRelease: BAD signature" in err
+    assert not recipe.with_name("testbooth.lock.json").exists()
+
+
+def test_not_automatic_update_suite_is_refused(
+    multi_suite: MultiSuiteArchive,
+    recipe_factory: RecipeFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = recipe_factory(updates=["bookworm-backports"])
+    assert lock(recipe, multi_suite.main.mirror) == 2
+    err = capsys.readouterr().err
+    assert "distribution.updates[0]: bookworm-backports is marked NotAutomatic" in err
+    assert not recipe.with_name("testbooth.lock.json").exists()
+
+
+def test_mirror_for_a_suite_the_recipe_lacks_is_refused(
+    multi_suite: MultiSuiteArchive,
+    recipe_factory: RecipeFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = recipe_factory(updates=UPDATES)
+    assert lock(recipe, f"bookworm-securty={multi_suite.security.mirror}") == 2
+    assert "the recipe has no suite 'bookworm-securty'" in capsys.readouterr().err
+
+
+def test_update_suite_missing_on_every_mirror_names_it(
+    multi_suite: MultiSuiteArchive,
+    recipe_factory: RecipeFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = recipe_factory(updates=UPDATES)
+    assert lock(recipe, multi_suite.main.mirror) == 1
+    assert "/debian/dists/bookworm-security/InRelease" in capsys.readouterr().err
+
+
+def test_format_1_lock_asks_for_a_relock(
+    served_archive: ServedArchive, recipe_factory: RecipeFactory
+) -> None:
+    recipe = recipe_factory()
+    assert lock(recipe, served_archive.mirror) == 0
+    lock_path = recipe.with_name("testbooth.lock.json")
+    raw = json.loads(lock_path.read_text())
+    raw["format"] = 1
+    lock_path.write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=r"lock format 1 is not 2; .*run `build.py lock`"):
+        read_lock(lock_path)
+
+
+def test_lock_file_suites_are_checked(
+    served_archive: ServedArchive, recipe_factory: RecipeFactory
+) -> None:
+    recipe = recipe_factory()
+    assert lock(recipe, served_archive.mirror) == 0
+    lock_path = recipe.with_name("testbooth.lock.json")
+    raw = json.loads(lock_path.read_text())
+    raw["base_suite"] = "sid"
+    raw["packages"][0]["suite"] = "bookworm-security"
+    raw["archives"].append(dict(raw["archives"][0]))
+    lock_path.write_text(json.dumps(raw))
+    with pytest.raises(ValidationErrors) as info:
+        read_lock(lock_path)
+    problems = "\n".join(info.value.problems)
+    assert "archives[1].suite: 'bookworm' is listed twice" in problems
+    assert "base_suite: 'sid' is not one of the archives" in problems
+    assert "packages[0].suite: 'bookworm-security' is not one of the archives" in problems
+
+
+def test_merge_indexes_keeps_every_version_once() -> None:
+    def record(name: str, version: str, suite: str) -> PackageRecord:
+        return PackageRecord(
+            name, version, "amd64", 1, "0" * 64, f"pool/{suite}/{name}", suite=suite
+        )
+
+    def index(*records: PackageRecord) -> ArchiveIndex:
+        release = Release("s", "s", "d", 0, "0" * 64, "k", {})
+        return ArchiveIndex("m", release, "amd64", ("main",), records)
+
+    base = index(record("a", "1", "bookworm"), record("b", "1", "bookworm"))
+    security = index(record("a", "2", "bookworm-security"), record("b", "1", "bookworm-security"))
+    merged = merge_indexes([base, security])
+    assert [(r.name, r.version, r.suite) for r in merged] == [
+        ("a", "1", "bookworm"),
+        ("b", "1", "bookworm"),
+        ("a", "2", "bookworm-security"),
+    ]

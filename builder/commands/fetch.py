@@ -10,7 +10,7 @@ from ..debcache import DebCache
 from ..fetch import DEFAULT_JOBS, fetch_packages
 from ..fetcher import RequestsFetcher
 from ..lockfile import load_lock_for
-from ..mirrors import MIRROR_ENV, choose_mirrors
+from ..mirrors import MIRROR_ENV, mirrors_by_suite
 from ..paths import deb_cache_dir, default_cache_dir
 from ..progress import Progress, format_size
 from ..recipe import load_recipe
@@ -31,10 +31,11 @@ def add_parser(subparsers: Any) -> None:
         "--mirror",
         action="append",
         default=[],
-        metavar="URL",
+        metavar="[SUITE=]URL",
         help=(
             "a Debian mirror: http(s):// or file:// URL, or a local directory; repeat to "
-            f"try several in order (default: ${MIRROR_ENV}, else the apt sources of this machine)"
+            "try several in order; with SUITE= only for the packages of that suite "
+            f"(default: ${MIRROR_ENV}, else the apt sources of this machine for each suite)"
         ),
     )
     parser.add_argument(
@@ -58,7 +59,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     lock = load_lock_for(recipe)
-    mirrors = choose_mirrors(args.mirror, recipe.distribution.suite)
+    mirrors = mirrors_by_suite(args.mirror, lock.suites)
     cache_root = deb_cache_dir(args.cache_dir or default_cache_dir())
     cache = DebCache(cache_root)
     packages = lock.packages

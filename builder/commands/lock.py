@@ -9,7 +9,7 @@ from typing import Any
 from ..fetcher import RequestsFetcher, describe_url
 from ..lockfile import write_lock
 from ..locking import lock_recipe, shown_path
-from ..mirrors import MIRROR_ENV, choose_mirrors
+from ..mirrors import MIRROR_ENV, mirrors_by_suite
 from ..progress import format_size
 from ..recipe import load_recipe
 
@@ -19,8 +19,10 @@ def add_parser(subparsers: Any) -> None:
         "lock",
         help="pin every package of a recipe by version and sha256",
         description=(
-            "Verify the archive's signed index with the recipe's keyring, resolve the "
-            "rootfs and boot package sets, and write recipes/NAME.lock.json."
+            "Verify the signed index of every suite of the recipe (distribution.suite and "
+            "distribution.updates) with the recipe's keyring, resolve the rootfs and boot "
+            "package sets (the highest version of any suite wins), and write "
+            "recipes/NAME.lock.json."
         ),
     )
     parser.add_argument("recipe", help="the recipe YAML file")
@@ -28,10 +30,11 @@ def add_parser(subparsers: Any) -> None:
         "--mirror",
         action="append",
         default=[],
-        metavar="URL",
+        metavar="[SUITE=]URL",
         help=(
-            "Debian mirror URL or local directory, tried in order (repeatable); default: "
-            f"${MIRROR_ENV}, else the machine's apt sources for the suite"
+            "Debian mirror URL or local directory, tried in order (repeatable); with "
+            "SUITE= only for that suite (e.g. bookworm-security=URL), else for every suite; "
+            f"default: ${MIRROR_ENV}, else the machine's apt sources for each suite"
         ),
     )
     parser.add_argument(
@@ -42,7 +45,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
-    mirrors = choose_mirrors(args.mirror, recipe.distribution.suite)
+    mirrors = mirrors_by_suite(args.mirror, recipe.distribution.suites)
     result = lock_recipe(recipe, RequestsFetcher(timeout=args.timeout), mirrors, report=_progress)
     lock = result.lock
     path = recipe.lock_path
@@ -53,15 +56,22 @@ def run(args: argparse.Namespace) -> int:
     rootfs = lock.in_set("rootfs")
     boot = lock.in_set("boot")
     total = format_size(sum(p.size for p in lock.packages))
-    archive = lock.archive
     state = "unchanged" if old == new else ("updated" if old is not None else "written")
     print(f"{shown_path(path)}: {state}")
     print(
         f"  {len(lock.packages)} packages ({len(rootfs)} rootfs, {len(boot)} boot), "
         f"{total} to download"
     )
-    print(f"  archive {archive.suite} ({archive.codename}) of {archive.date}")
-    print(f"  signed by {archive.signing_key}; mirror {describe_url(result.index.mirror)}")
+    by_suite = dict(zip(recipe.distribution.suites, result.indexes, strict=True))
+    for archive in lock.archives:
+        count = sum(1 for p in lock.packages if p.suite == archive.suite)
+        print(
+            f"  archive {archive.suite} ({archive.codename}) of {archive.date}: {count} package(s)"
+        )
+        print(
+            f"    signed by {archive.signing_key}; "
+            f"mirror {describe_url(by_suite[archive.suite].mirror)}"
+        )
     return 0
 
 
