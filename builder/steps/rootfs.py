@@ -246,8 +246,11 @@ def check_merged_usr(tree: Path) -> None:
 def _explains_failure(line: str) -> bool:
     if "mmdebstrap failed to run" in line:
         return False
-    # apt's "pkg : Depends: other but it is not installable" and its continuation lines
-    return line.startswith("E:") or "Depends:" in line
+    # apt's "pkg : Depends: other but it is not installable" (and continuation lines),
+    # dpkg's own errors, e.g. a "custom" set without the programs dpkg needs.
+    return (
+        line.startswith(("E:", "dpkg: error")) or "Depends:" in line or "not found in PATH" in line
+    )
 
 
 def _fields(paragraph: str) -> dict[str, str]:
