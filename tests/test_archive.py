@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from archive_factory import (
     FIXED_EPOCH,
+    SECURITY_EPOCH,
     FakeDeb,
     GpgKey,
     HttpServer,
+    MultiSuiteArchive,
     ServedArchive,
     make_archive,
     sign_release,
@@ -297,3 +299,37 @@ def test_by_hash_index_survives_a_mirror_in_mid_sync(
         _load(served, gpg_key.keyring)
     plain.write_bytes(signed_bytes)
     assert len(_load(served, gpg_key.keyring).packages) == len(universe)
+
+
+def test_update_suites_are_verified_and_their_packages_marked(
+    multi_suite: MultiSuiteArchive, gpg_key: GpgKey
+) -> None:
+    fetcher = RequestsFetcher(timeout=5, retries=0)
+    security = load_index(
+        fetcher,
+        [multi_suite.security.mirror],
+        "bookworm-security",
+        "amd64",
+        ["main"],
+        gpg_key.keyring,
+    )
+    assert security.release.date_epoch == SECURITY_EPOCH
+    assert not security.release.not_automatic
+    libc6 = next(p for p in security.packages if p.name == "libc6")
+    assert (libc6.suite, libc6.filename) == (
+        "bookworm-security",
+        "pool/updates/main/libc/libc6/libc6_2.36-9+deb12u4_amd64.deb",
+    )
+    base = load_index(
+        fetcher, [multi_suite.main.mirror], "bookworm", "amd64", ["main"], gpg_key.keyring
+    )
+    assert {p.suite for p in base.packages} == {"bookworm"}
+    backports = fetch_release(
+        fetcher, multi_suite.main.mirror, "bookworm-backports", gpg_key.keyring
+    )
+    assert backports.not_automatic
+
+
+def test_no_mirror_for_a_suite_names_it(gpg_key: GpgKey) -> None:
+    with pytest.raises(InputError, match=r"no mirror for suite bookworm-security: .*--mirror "):
+        load_index(RequestsFetcher(), [], "bookworm-security", "amd64", ["main"], gpg_key.keyring)

@@ -18,29 +18,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from archive_factory import FakeDeb, ServedArchive, make_deb
+from archive_factory import SECURITY_POOL, FakeDeb, MultiSuiteArchive, ServedArchive, make_deb
 
+from builder import fetch
 from builder.cli import main
 from builder.debcache import DebCache
 from builder.errors import FetchError, InputError
 from builder.fetch import FetchReport, fetch_packages
-from builder.fetcher import RequestsFetcher
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
+from builder.fetcher import RequestsFetcher, mirror_url
+from builder.lockfile import ArchiveInfo, Lock, LockedPackage, read_lock, write_lock
 from builder.progress import Progress, format_size
 from builder.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def locked(deb: FakeDeb) -> LockedPackage:
+def locked(deb: FakeDeb, suite: str = "bookworm", component: str = "main") -> LockedPackage:
     return LockedPackage(
         name=deb.name,
         version=deb.version,
         architecture=deb.architecture,
         size=deb.size,
         sha256=deb.sha256,
-        filename=deb.pool_path(),
+        filename=deb.pool_path(component),
         sets=("rootfs",),
+        suite=suite,
     )
 
 
@@ -221,7 +223,12 @@ def test_bad_first_mirror_falls_back_to_good_one(
     assert cache.verified_path(pkg).read_bytes() == archive_copy.archive.debs[2].path.read_bytes()
 
 
-def test_all_mirrors_unreachable(packages: list[LockedPackage], cache: DebCache) -> None:
+def test_all_mirrors_unreachable(
+    packages: list[LockedPackage], cache: DebCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every package is tried here: without this, a worker thread that starts late
+    # could find both mirrors already given up on by the other two (a race).
+    monkeypatch.setattr(fetch, "_GIVE_UP_FAILURES", 100)
     first, second = closed_port_url(), closed_port_url()
     with pytest.raises(FetchError) as caught:
         fetch_packages(packages[:3], [first, second], cache, quick_fetcher(), rounds=2)
@@ -514,3 +521,98 @@ def test_command_rejects_bad_jobs(capsys: pytest.CaptureFixture[str]) -> None:
         main(["fetch", "recipe.yaml", "--jobs", "0"])
     assert caught.value.code == 2
     assert "positive whole number" in capsys.readouterr().err
+
+
+# ---- several suites ------------------------------------------------------------------
+
+
+def multi_packages(multi: MultiSuiteArchive) -> list[LockedPackage]:
+    """Two base packages and the security suite's libc6 (pool/updates/main/...)."""
+    base = [locked(d) for d in multi.main.archive.debs if d.name in ("bash", "tar")]
+    libc6 = next(d for d in multi.security.archive.debs if d.name == "libc6")
+    return [*base, locked(libc6, "bookworm-security", SECURITY_POOL)]
+
+
+def test_each_suite_is_fetched_from_its_own_mirrors(
+    multi_suite: MultiSuiteArchive, cache: DebCache
+) -> None:
+    packages = multi_packages(multi_suite)
+    counting = CountingFetcher()
+    mirrors = {
+        "bookworm": [multi_suite.main.mirror],
+        "bookworm-security": [multi_suite.security.mirror],
+    }
+    report = fetch_packages(packages, mirrors, cache, counting, jobs=1)
+    assert report.fetched == tuple(packages)
+    assert sorted(counting.urls) == sorted(
+        [mirror_url(multi_suite.main.mirror, p.filename) for p in packages[:2]]
+        + [mirror_url(multi_suite.security.mirror, packages[2].filename)]
+    )
+    assert_all_cached(cache, packages)
+
+
+def test_one_mirror_list_serves_every_suite(
+    multi_suite: MultiSuiteArchive, cache: DebCache
+) -> None:
+    # A source bundle holds every suite's pool: one plain list is used for all packages.
+    bundle = cache.root.parent / "bundle"
+    shutil.copytree(multi_suite.main.archive.root / "pool", bundle / "pool")
+    shutil.copytree(multi_suite.security.archive.root / "pool", bundle / "pool", dirs_exist_ok=True)
+    packages = multi_packages(multi_suite)
+    report = fetch_packages(packages, [str(bundle)], cache, quick_fetcher())
+    assert report.fetched == tuple(packages)
+
+
+def test_a_suite_without_mirrors_is_an_input_error(
+    multi_suite: MultiSuiteArchive, cache: DebCache
+) -> None:
+    with pytest.raises(InputError, match="no mirror to fetch suite 'bookworm-security' from"):
+        fetch_packages(
+            multi_packages(multi_suite),
+            {"bookworm": [multi_suite.main.mirror]},
+            cache,
+            quick_fetcher(),
+        )
+    assert cache_files(cache) == []
+
+
+def test_failure_names_the_failing_suites_mirrors(
+    multi_suite: MultiSuiteArchive, cache: DebCache
+) -> None:
+    down = closed_port_url()
+    mirrors = {"bookworm": [multi_suite.main.mirror], "bookworm-security": [down]}
+    with pytest.raises(FetchError) as caught:
+        fetch_packages(multi_packages(multi_suite), mirrors, cache, quick_fetcher(), rounds=1)
+    message = caught.value.message
+    assert message.startswith(
+        f"1 of 3 package(s) could not be fetched (mirrors tried in order: bookworm-security: {down})"
+    )
+    assert "libc6 2.36-9+deb12u4" in message
+
+
+def test_command_locks_and_fetches_over_several_suites(
+    multi_suite: MultiSuiteArchive,
+    recipe_factory: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = recipe_factory(packages=["booth"], updates=["bookworm-updates", "bookworm-security"])
+    mirrors = [
+        "--mirror",
+        multi_suite.main.mirror,
+        "--mirror",
+        f"bookworm-security={multi_suite.security.mirror}",
+    ]
+    assert main(["lock", str(recipe), *mirrors]) == 0
+    lock = read_lock(recipe.with_name("testbooth.lock.json"))
+    cache_dir = tmp_path / "c"
+    assert main(["fetch", str(recipe), *mirrors, "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    assert_all_cached(DebCache(cache_dir / "debs"), lock.packages)
+    # Without the security mirror nothing serves libc6's security update.
+    other = tmp_path / "c2"
+    code = main(
+        ["fetch", str(recipe), "--mirror", multi_suite.main.mirror, "--cache-dir", str(other)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "libc6 2.36-9+deb12u4 (amd64): could not be fetched" in err

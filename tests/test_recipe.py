@@ -120,7 +120,8 @@ def test_not_yaml_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid YAML"):
         load_recipe(write(tmp_path, "name: [unclosed\n"))
     found = problems_of(write(tmp_path, "- just\n- a list\n"))
-    assert found[0] == f"{tmp_path / 'recipes' / 'mini.yaml'}: expected a mapping, got a list"
+    # Only the top-level problem: no "missing required key" for what could not be read.
+    assert found == [f"{tmp_path / 'recipes' / 'mini.yaml'}: expected a mapping, got a list"]
     with pytest.raises(InputError, match="cannot read recipe"):
         load_recipe(tmp_path / "recipes" / "absent.yaml")
 
@@ -147,3 +148,39 @@ def test_cli_exits_2_and_prints_every_problem(
     assert err.startswith("boothkey: recipes/mini.yaml: ")
     for place in ("version:", "packages: expected a list", "bogus: unknown key"):
         assert f"recipes/mini.yaml: {place}" in err
+
+
+def test_update_suites_are_read_and_validated(tmp_path: Path) -> None:
+    assert load_recipe(write(tmp_path, MINIMAL)).distribution.updates == ()
+    text = MINIMAL.replace(
+        "distribution: {suite: bookworm}",
+        "distribution: {suite: bookworm, updates: [bookworm-updates, bookworm-security]}",
+    )
+    distribution = load_recipe(write(tmp_path, text)).distribution
+    assert distribution.updates == ("bookworm-updates", "bookworm-security")
+    assert distribution.suites == ("bookworm", "bookworm-updates", "bookworm-security")
+    bad = MINIMAL.replace(
+        "distribution: {suite: bookworm}",
+        "distribution: {suite: bookworm, updates: [bookworm, Bookworm-Security, bookworm]}",
+    )
+    path = write(tmp_path, bad)
+    assert problems_of(path) == [
+        f"{path}: distribution.updates[1]: invalid value 'Bookworm-Security'",
+        f"{path}: distribution.updates[2]: duplicate entry 'bookworm'",
+        f"{path}: distribution.updates[0]: 'bookworm' is already the base suite",
+        f"{path}: distribution.updates[2]: 'bookworm' is already the base suite",
+    ]
+    not_a_list = MINIMAL.replace(
+        "distribution: {suite: bookworm}", "distribution: {suite: bookworm, updates: bookworm-x}"
+    )
+    path = write(tmp_path, not_a_list)
+    assert problems_of(path) == [f"{path}: distribution.updates: expected a list, got a string"]
+
+
+def test_update_suites_are_part_of_the_package_set(tmp_path: Path) -> None:
+    base = load_recipe(write(tmp_path, MINIMAL)).package_set_digest()
+    with_updates = MINIMAL.replace(
+        "distribution: {suite: bookworm}",
+        "distribution: {suite: bookworm, updates: [bookworm-security]}",
+    )
+    assert load_recipe(write(tmp_path, with_updates)).package_set_digest() != base

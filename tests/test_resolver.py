@@ -251,3 +251,27 @@ def test_parse_provides() -> None:
 
     assert parse_provides("") == []
     assert parse_provides("a, b (= 1:2.0-1),c(=3)") == [("a", None), ("b", "1:2.0-1"), ("c", "3")]
+
+
+def test_candidates_come_from_every_suite_highest_fitting_version_wins() -> None:
+    base = [
+        rec("app", "1.0", depends="lib (>= 1.0)", suite="bookworm"),
+        rec("lib", "1.0", suite="bookworm"),
+        rec("old", "1.0", depends="lib (<< 1.0+deb12u1)", suite="bookworm"),
+        rec("tool", "3.0", suite="bookworm"),
+    ]
+    security = [
+        rec("lib", "1.0+deb12u1", suite="bookworm-security"),
+        rec("tool", "2.9+deb12u1", suite="bookworm-security"),
+    ]
+    universe = PackageUniverse([*base, *security])
+    result = resolve(universe, [Root("app", "r"), Root("tool", "r")])
+    assert {n: (r.version, r.suite) for n, r in result.chosen.items()} == {
+        "app": ("1.0", "bookworm"),
+        "lib": ("1.0+deb12u1", "bookworm-security"),
+        # A lower version in the update suite does not win over the base suite's.
+        "tool": ("3.0", "bookworm"),
+    }
+    # A constraint only the base suite's version fits takes that one.
+    result = resolve(universe, [Root("old", "r")])
+    assert (result.chosen["lib"].version, result.chosen["lib"].suite) == ("1.0", "bookworm")
