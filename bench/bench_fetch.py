@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from builder.debcache import DebCache
@@ -28,7 +28,7 @@ from builder.errors import BoothkeyError
 from builder.fetch import DEFAULT_JOBS, fetch_packages
 from builder.fetcher import RequestsFetcher
 from builder.lockfile import LockedPackage, load_lock_for
-from builder.mirrors import choose_mirrors
+from builder.mirrors import mirrors_by_suite
 from builder.paths import deb_cache_dir
 from builder.progress import Progress, format_size
 from builder.recipe import load_recipe
@@ -38,7 +38,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def time_boothkey(
-    packages: Sequence[LockedPackage], mirrors: list[str], jobs: int, workdir: Path
+    packages: Sequence[LockedPackage], mirrors: Mapping[str, list[str]], jobs: int, workdir: Path
 ) -> float:
     """Seconds for a cold fetch into an empty cache under `workdir`."""
     cache = DebCache(deb_cache_dir(workdir))
@@ -52,13 +52,13 @@ def time_boothkey(
     return elapsed
 
 
-def time_warm_command(recipe: Path, mirrors: list[str], workdir: Path) -> float:
+def time_warm_command(recipe: Path, mirrors: Mapping[str, list[str]], workdir: Path) -> float:
     """Seconds for `build.py fetch` when everything is cached: a new process, so every
     cached file is hashed again, as a user's second run would."""
     argv = [sys.executable, str(PROJECT / "build.py"), "fetch", str(recipe), "--quiet"]
     argv += ["--cache-dir", str(workdir)]
-    for mirror in mirrors:
-        argv += ["--mirror", mirror]
+    for suite, urls in mirrors.items():
+        argv += [arg for url in urls for arg in ("--mirror", f"{suite}={url}")]
     start = time.monotonic()
     subprocess.run(argv, check=True)
     return time.monotonic() - start
@@ -102,7 +102,7 @@ def _progress(packages: Sequence[LockedPackage]) -> Progress:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--recipe", type=Path, default=PROJECT / "recipes" / "booth.yaml")
-    parser.add_argument("--mirror", action="append", default=[], metavar="URL")
+    parser.add_argument("--mirror", action="append", default=[], metavar="[SUITE=]URL")
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
     parser.add_argument("--skip-apt", action="store_true", help="time boothkey only")
     args = parser.parse_args(argv)
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe)
         lock = load_lock_for(recipe)
-        mirrors = choose_mirrors(args.mirror, recipe.distribution.suite)
+        mirrors = mirrors_by_suite(args.mirror, lock.suites)
         packages = lock.packages
         total = sum(p.size for p in packages)
         print(f"{args.recipe}: {len(packages)} packages, {format_size(total)}; mirrors: {mirrors}")

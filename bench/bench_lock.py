@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from builder.archive import fetch_packages, fetch_release
@@ -28,7 +28,7 @@ from builder.errors import BoothkeyError
 from builder.fetcher import RequestsFetcher
 from builder.lockfile import write_lock
 from builder.locking import lock_recipe, resolve_sets
-from builder.mirrors import choose_mirrors
+from builder.mirrors import mirrors_by_suite
 from builder.recipe import Recipe, load_recipe
 from builder.tools import tool_env
 
@@ -60,19 +60,19 @@ def time_phases(recipe: Recipe, mirror: str) -> dict[str, float]:
     return times
 
 
-def time_lock(recipe: Recipe, mirror: str) -> tuple[float, float, int]:
+def time_lock(recipe: Recipe, mirrors: Mapping[str, Sequence[str]]) -> tuple[float, float, int]:
     """(whole lock seconds, of which resolution seconds, package count)."""
     start = time.perf_counter()
-    result = lock_recipe(recipe, RequestsFetcher(), [mirror])
+    result = lock_recipe(recipe, RequestsFetcher(), mirrors)
     write_lock(result.lock, recipe.lock_path)
     total = time.perf_counter() - start
     start = time.perf_counter()
-    resolve_sets(recipe, result.index)
+    resolve_sets(recipe, *result.indexes)
     resolution = time.perf_counter() - start
     return total, resolution, len(result.lock.packages)
 
 
-def time_mmdebstrap(recipe: Recipe, mirror: str) -> float:
+def time_mmdebstrap(recipe: Recipe, mirrors: Mapping[str, Sequence[str]]) -> float:
     dist = recipe.distribution
     argv = [
         "mmdebstrap",
@@ -83,7 +83,9 @@ def time_mmdebstrap(recipe: Recipe, mirror: str) -> float:
     ]
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
-    argv += [dist.suite, "/dev/null", f"deb {mirror} {dist.suite} {' '.join(dist.components)}"]
+    argv += [dist.suite, "/dev/null"]
+    # Every suite of the lock, each from its own first mirror.
+    argv += [f"deb {mirrors[s][0]} {s} {' '.join(dist.components)}" for s in dist.suites]
     start = time.perf_counter()
     subprocess.run(argv, env=tool_env(), check=True, capture_output=True)
     return time.perf_counter() - start
@@ -99,16 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="boothkey-bench-lock-") as tmp:
             recipe = load_recipe(copy_project(args.recipe.resolve(), Path(tmp)))
-            mirrors = choose_mirrors(args.mirror, recipe.distribution.suite)
-            if not mirrors:
-                print("no mirror: pass --mirror or configure apt", file=sys.stderr)
+            mirrors = mirrors_by_suite(args.mirror, recipe.distribution.suites)
+            if not all(mirrors.values()):
+                print("no mirror: pass --mirror [SUITE=]URL or configure apt", file=sys.stderr)
                 return 2
-            mirror = mirrors[0]
+            # Lock and mmdebstrap get each suite's first mirror only: no fallback in the timing.
+            mirrors = {suite: urls[:1] for suite, urls in mirrors.items()}
+            mirror = mirrors[recipe.distribution.suite][0]
             print(f"recipe {args.recipe}, mirror {mirror}, best of {args.rounds} round(s)")
             best: tuple[float, float, int] | None = None
             phases: dict[str, float] = {}
             for _ in range(max(1, args.rounds)):
-                measured = time_lock(recipe, mirror)
+                measured = time_lock(recipe, mirrors)
                 if best is None or measured[0] < best[0]:
                     best = measured
                     phases = time_phases(recipe, mirror)
@@ -119,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"    {phase + ':':<34}{seconds:7.2f} s")
             print(f"    {'resolution of both sets:':<34}{resolution:7.2f} s")
             if not args.skip_mmdebstrap:
-                baseline = time_mmdebstrap(recipe, mirror)
+                baseline = time_mmdebstrap(recipe, mirrors)
                 print(f"  mmdebstrap --simulate (rootfs):    {baseline:7.2f} s")
                 print(f"  ratio lock / mmdebstrap:           {total / baseline:7.2f}")
     except BoothkeyError as exc:
