@@ -202,7 +202,8 @@ def _real_recipe(tmp_path: Path, variant: str) -> Path:
             shutil.copytree(overlay, tmp_path / overlay.relative_to(PROJECT))
     else:
         recipe.write_text(
-            'name: booth\nversion: "1"\ndistribution: {suite: bookworm}\n'
+            'name: booth\nversion: "1"\n'
+            "distribution: {suite: bookworm, updates: [bookworm-updates, bookworm-security]}\n"
             f"packages: [python3, busybox-static]\nrootfs: {{variant: {variant}}}\n"
         )
     return recipe
@@ -222,6 +223,8 @@ def test_real_archive_lock_matches_what_apt_would_install(
     assert parsed.rootfs.variant == variant
     locked = load_lock_for(parsed)
     assert locked.archive.codename == "bookworm"
+    suites = parsed.distribution.suites
+    assert sorted(a.suite for a in locked.archives) == sorted(suites)
     assert {"linux-image-amd64", "systemd-boot-efi", "busybox-static", "dmsetup"} <= {
         p.name for p in locked.in_set("boot")
     }
@@ -241,8 +244,8 @@ def test_real_archive_lock_matches_what_apt_would_install(
             "--simulate",
             parsed.distribution.suite,
             "/dev/null",
-            # Only the locked suite: by default mmdebstrap adds -updates and -security.
-            f"deb {default_mirrors(parsed.distribution.suite)[0]} {parsed.distribution.suite} main",
+            # Exactly the locked suites (mmdebstrap's default would add its own choice).
+            *(f"deb {default_mirrors(suite)[0]} {suite} main" for suite in suites),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
