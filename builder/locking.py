@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ArchiveIndex, PackageRecord, load_index
-from .errors import InputError, ValidationErrors
+from .errors import FetchError, InputError, ValidationErrors
 from .fetcher import Fetcher
 from .lockfile import ArchiveInfo, Lock, LockedPackage
 from .recipe import Recipe
@@ -154,8 +154,8 @@ def lock_recipe(
     indexes: list[ArchiveIndex] = []
     for suite in dist.suites:
         suite_mirrors = mirrors.get(suite, ()) if isinstance(mirrors, Mapping) else mirrors
-        indexes.append(
-            load_index(
+        try:
+            index = load_index(
                 fetcher,
                 suite_mirrors,
                 suite,
@@ -164,7 +164,14 @@ def lock_recipe(
                 dist.keyring,
                 report,
             )
-        )
+        except FetchError as exc:
+            # Security updates live on another host than the rest of Debian: say how to
+            # point one suite elsewhere.
+            raise FetchError(
+                f"{exc.message}\n(suite {suite}: to read it from another mirror, pass "
+                f"--mirror {suite}=URL)"
+            ) from exc
+        indexes.append(index)
     automatic = [
         f"{shown_path(recipe.path)}: distribution.updates[{position}]: {suite} is marked "
         "NotAutomatic (apt installs from it only when asked); it cannot be an update suite"

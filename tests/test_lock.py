@@ -418,7 +418,9 @@ def test_update_suite_missing_on_every_mirror_names_it(
 ) -> None:
     recipe = recipe_factory(updates=UPDATES)
     assert lock(recipe, multi_suite.main.mirror) == 1
-    assert "/debian/dists/bookworm-security/InRelease" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "/debian/dists/bookworm-security/InRelease" in err
+    assert "pass --mirror bookworm-security=URL" in err
 
 
 def test_format_1_lock_asks_for_a_relock(
