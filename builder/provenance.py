@@ -54,7 +54,11 @@ def make_provenance(manifest: Mapping[str, Any], lock: Lock) -> dict[str, Any]:
                 "name": pkg.filename,
                 "uri": purl(pkg),
                 "digest": {"sha256": pkg.sha256},
-                "annotations": {"role": "debian-package", "sets": list(pkg.sets)},
+                "annotations": {
+                    "role": "debian-package",
+                    "sets": list(pkg.sets),
+                    "suite": pkg.suite,
+                },
             }
         )
     predicate = {

@@ -43,6 +43,8 @@ def test_provenance_statement_names_inputs_dependencies_and_tools(locked: Locked
         "overlays_sha256": "ef" * 32,
     }
     assert definition["internalParameters"]["source_date_epoch"] == locked.lock.source_date_epoch
+    suites = [a["suite"] for a in definition["internalParameters"]["archives"]]
+    assert suites == ["bookworm", "bookworm-security"]
     dependencies = definition["resolvedDependencies"]
     assert dependencies[1] == {
         "name": "recipes/demo.lock.json",
@@ -53,6 +55,7 @@ def test_provenance_statement_names_inputs_dependencies_and_tools(locked: Locked
     for pkg in locked.lock.packages:
         assert debs[pkg.sha256]["uri"] == purl(pkg)
         assert debs[pkg.sha256]["name"] == pkg.filename
+        assert debs[pkg.sha256]["annotations"]["suite"] == pkg.suite
     builder = statement["predicate"]["runDetails"]["builder"]
     assert builder["version"] == {
         "boothkey": "0.1.0",

@@ -102,7 +102,14 @@ def make_locked_debs(directory: Path) -> LockedDebs:
     ]  # fmt: skip
     packages = [
         LockedPackage(
-            deb.name, deb.version, deb.architecture, deb.size, deb.sha256, deb.pool_path(), sets
+            deb.name,
+            deb.version,
+            deb.architecture,
+            deb.size,
+            deb.sha256,
+            deb.pool_path(),
+            sets,
+            "bookworm",
         )
         for deb, sets in made
     ]
@@ -118,13 +125,16 @@ def make_locked_debs(directory: Path) -> LockedDebs:
             linked_sha,
             "pool/main/a/alpha/alpha-data_1.0_amd64.deb",
             ("rootfs",),
+            "bookworm-security",
         )
     )
     debs[linked_sha] = linked
     archive = ArchiveInfo("bookworm", "bookworm", "Sat, 01 Jan 2022 00:00:00 UTC", "0" * 64,
                           "F" * 40, "amd64", ("main",))  # fmt: skip
+    security = ArchiveInfo("bookworm-security", "bookworm-security", "Sun, 02 Jan 2022 00:00:00 UTC",
+                           "2" * 64, "E" * 40, "amd64", ("main",))  # fmt: skip
     lock = Lock("demo", "sha256:" + "1" * 64, archive, FIXED_EPOCH,
-                tuple(sorted(packages, key=lambda p: (p.name, p.architecture))))  # fmt: skip
+                tuple(sorted(packages, key=lambda p: (p.name, p.architecture))), (security,))  # fmt: skip
     return LockedDebs(lock, debs)
 
 
