@@ -55,7 +55,8 @@ def package_spdxid(pkg: LockedPackage) -> str:
 
 def _package_entry(pkg: LockedPackage, licence: PackageLicence | None) -> dict[str, Any]:
     sets = ", ".join(f"{name} ({_SET_MEANING.get(name, name)})" for name in pkg.sets)
-    comment = f"Debian package; boothkey sets: {sets or 'none'}."
+    origin = f" from suite {pkg.suite}" if pkg.suite else ""
+    comment = f"Debian package{origin}; boothkey sets: {sets or 'none'}."
     if licence is not None:
         comment += f" Licence from: {licence.origin}."
         if licence.debian:

@@ -279,6 +279,7 @@ def test_sbom_is_valid_spdx_and_byte_identical(locked: LockedDebs, tmp_path: Pat
     assert alpha["downloadLocation"] == NOASSERTION
     assert alpha["packageFileName"].startswith("pool/main/")
     assert "boot" in by_name["gamma"]["comment"] and "rootfs" not in by_name["gamma"]["comment"]
+    assert "from suite bookworm-security" in by_name["alpha-data"]["comment"]
     contains = {
         r["relatedSpdxElement"]
         for r in document["relationships"]
