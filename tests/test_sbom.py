@@ -353,3 +353,19 @@ def test_build_writes_a_valid_sbom_beside_the_hello_image(
     assert by_name[kernel["name"]]["licenseDeclared"] == "GPL-2.0-only"
     assert by_name["systemd-boot-efi"]["licenseDeclared"] == "LGPL-2.1-or-later"
     assert by_name["hello"]["checksums"][0]["checksumValue"] == manifest["image"]["sha256"]
+
+
+@pytest.mark.slow
+def test_booth_image_sbom_is_valid_spdx(built_booth_image: tuple[Path, Path]) -> None:
+    """The booth image's packages carry the widest mix of licences; all pass the validator."""
+    _image, manifest_path = built_booth_image
+    manifest = read_manifest(manifest_path).raw
+    sbom_path = manifest_path.parent / manifest["sbom"]["file"]
+    assert sha256_file(sbom_path) == manifest["sbom"]["sha256"]
+    result = validate_spdx(sbom_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(sbom_path.read_bytes())
+    declared = {p["name"]: p["licenseDeclared"] for p in document["packages"]}
+    assert declared["bash"] == "GPL-3.0-or-later"
+    assert declared["libzstd1"] == "BSD-3-Clause OR GPL-2.0-only"
+    assert any(value.startswith("LicenseRef-") for value in declared.values())
