@@ -8,7 +8,9 @@ plus mirrors, builds, and compares manifests, file lists and images
 (`builder.compare`). When something differs and the published image is at
 hand, `diffoscope` (if installed) explains each differing partition; its
 reports are kept in WORK/diffoscope/. WORK/report.txt and WORK/report.json
-hold the result.
+hold the result. For a Secure Boot build the observer has no private key: the
+sbsign step attaches the signature the published manifest carries, and fails
+unless the rebuilt UKI is the one that was signed.
 """
 
 from __future__ import annotations
