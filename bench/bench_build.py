@@ -86,7 +86,8 @@ def touch_one_overlay_file(recipe_path: Path) -> Path:
     recipe = load_recipe(recipe_path)
     for overlay in recipe.overlays:
         for path in sorted(overlay.rglob("*")):
-            if path.is_file() and not path.is_symlink():
+            hidden = any(part.startswith(".") for part in path.relative_to(overlay).parts)
+            if path.is_file() and not path.is_symlink() and not hidden:
                 with open(path, "a", encoding="utf-8") as stream:
                     stream.write("\n# changed by bench_build\n" if path.suffix != ".json" else " ")
                 return path
@@ -129,6 +130,8 @@ def raw_tools_build(recipe_path: Path, boothkey_out: Path, work: Path) -> float:
         ["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture_output=True, check=True
     ).stdout
     (repo / "Packages").write_bytes(packages)
+    suite = recipe.distribution.suite
+    (repo / "Release").write_text(f"Suite: {suite}\nCodename: {suite}\n")
     tree = work / "tree"
     run(
         [
@@ -136,6 +139,7 @@ def raw_tools_build(recipe_path: Path, boothkey_out: Path, work: Path) -> float:
             f"--variant={recipe.rootfs.variant}",
             "--mode=root",
             "--quiet",
+            '--aptopt=APT::Sandbox::User "root"',
             "--include=" + ",".join(recipe.packages),
             recipe.distribution.suite,
             str(tree),
@@ -272,7 +276,9 @@ def main() -> int:
         tmp = Path(tmp_name)
         cache = tmp / "cache"
         cache.mkdir()
-        (cache / "debs").symlink_to(deb_cache_dir(default_cache_dir()))
+        # Warm: the .debs and what is derived from each .deb alone (licences) are cached.
+        for name in ("debs", "copyright"):
+            (cache / name).symlink_to(default_cache_dir() / name)
         os.environ["BENCH_CACHE"] = str(cache)
         project = private_project(recipe_path, tmp / "project")
         warm = timed_build(project, tmp / "out", cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ def step_id(
 class StepRun:
     output: StepOutput
     cached: bool
+    seconds: float  # wall time, including the cache's verification of the output
 
 
 def run_pipeline(
@@ -137,6 +139,7 @@ def run_pipeline(
             finally:
                 os.umask(old_umask)
 
+        started = time.monotonic()
         output, cached = cache.get_or_build(step.name, sid, build)
-        results[step.name] = StepRun(output, cached)
+        results[step.name] = StepRun(output, cached, time.monotonic() - started)
     return results

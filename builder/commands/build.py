@@ -46,4 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"root hash {result.manifest_data['verity']['root_hash']}")
     print(f"manifest  {result.manifest}")
     print(f"steps     {len(result.steps)} ({cached} from cache)")
+    if not args.quiet:
+        for name, step in result.steps.items():
+            origin = "cache" if step.cached else "built"
+            print(f"  {name:10s} {step.seconds:7.1f} s  {origin}", file=sys.stderr)
     return 0
