@@ -1,5 +1,5 @@
 """The real booth image booted in QEMU (slow): booth-init runs the booth on the serial
-console, the fingerprints match the builder's, a vote is cast, and bad election data
+console once Enter is pressed there, the fingerprints match the builder's, a vote is cast, and bad election data
 is refused. Needs the `built_booth_image` fixture (tests/conftest.py): skipped only
 when that fixture does not exist."""
 
@@ -97,6 +97,9 @@ def _last(boot: QemuBoot, pattern: str) -> str:
 
 def _expect_fingerprints(boot: QemuBoot, manifest: Path) -> None:
     root_hash = read_manifest(manifest).verity.root_hash
+    # booth-init offers the booth on the screen and the serial port: claim the serial port.
+    boot.expect("BOOTH: press Enter on this screen", timeout=BOOT_TIMEOUT)
+    boot.send("\r")
     boot.expect(r"SOFTWARE FINGERPRINT: \S+\s", timeout=BOOT_TIMEOUT)
     assert _last(boot, r"SOFTWARE FINGERPRINT: (\S+)") == software_fingerprint(root_hash)
 

@@ -27,7 +27,9 @@ say() {
 stop() {
 	for line in "$@" "the machine is stopped and runs nothing from this key; switch it off"; do
 		echo "BOOTHKEY: $line"
-		[ -c /dev/tty0 ] && echo "BOOTHKEY: $line" >/dev/tty0 2>/dev/null
+		# Through the kernel log at level 2 the line reaches every console= (the
+		# screen and the serial port), not only /dev/console, even with "quiet".
+		[ -c /dev/kmsg ] && echo "<2>BOOTHKEY: $line" >/dev/kmsg 2>/dev/null
 	done
 	sync
 	while :; do
