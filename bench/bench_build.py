@@ -11,7 +11,7 @@ Figures (no assertions):
   it ran (target under 512 MiB for boothkey);
 - image and partition sizes.
 
-    .venv/bin/python bench/bench_build.py [--recipe recipes/booth.yaml] [--json FILE]
+    .venv/bin/python bench/bench_build.py [--recipe recipes/booth.yaml] [--skip-baseline]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
+
+from figures import emit  # noqa: E402
 
 from builder.lockfile import load_lock_for  # noqa: E402
 from builder.paths import deb_cache_dir, default_cache_dir  # noqa: E402
@@ -264,7 +266,6 @@ def _step_file(manifest: dict[str, Any], step: str, name: str) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=PROJECT / "recipes" / "booth.yaml")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     recipe_path = args.recipe.resolve()
@@ -303,8 +304,7 @@ def main() -> int:
             figures["raw_tools_s"] = raw
             figures["warm_vs_raw_ratio"] = warm["seconds"] / raw
     print_table(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    emit({k: v for k, v in figures.items() if isinstance(v, int | float | str)})
     return 0
 
 

@@ -23,6 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from figures import Figures, emit
+
 from builder.debcache import DebCache
 from builder.errors import BoothkeyError
 from builder.fetch import DEFAULT_JOBS, fetch_packages
@@ -133,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label:<45} {seconds:8.2f} s")
     if apt is not None:
         print(f"{'ratio boothkey cold / apt-get':<45} {cold / apt:8.2f}")
+    figures: Figures = {"fetch_cold_s": cold, "fetch_warm_s": warm}
+    if apt is not None:
+        figures.update({"apt_get_download_s": apt, "fetch_vs_apt_ratio": cold / apt})
+    emit(figures)
     return 0
 
 

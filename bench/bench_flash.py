@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import emit
+
 from builder.commands.flash import default_manifest, flash_command
 from builder.devices import HostView
 from builder.errors import EXIT_OK
@@ -139,6 +141,14 @@ def main() -> int:
     )
     print(f"dd conv=fsync + cmp:        {best_dd:.2f} s ({size / MIB / best_dd:.0f} MiB/s)")
     print(f"ratio boothkey / (dd + cmp): {best_boothkey / best_dd:.2f}x (target <= 2.2x)")
+    emit(
+        {
+            "flash_readback_s": best_boothkey,
+            "dd_cmp_s": best_dd,
+            "flash_vs_dd_cmp_ratio": best_boothkey / best_dd,
+            "flash_image_mib": args.size_mib,
+        }
+    )
     return 0
 
 

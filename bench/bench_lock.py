@@ -23,6 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from figures import emit
+
 from builder.archive import fetch_packages, fetch_release
 from builder.errors import BoothkeyError
 from builder.fetcher import RequestsFetcher
@@ -126,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 baseline = time_mmdebstrap(recipe, mirrors)
                 print(f"  mmdebstrap --simulate (rootfs):    {baseline:7.2f} s")
                 print(f"  ratio lock / mmdebstrap:           {total / baseline:7.2f}")
+                emit({"lock_s": total, "lock_vs_mmdebstrap_simulate_ratio": total / baseline})
+            else:
+                emit({"lock_s": total})
     except BoothkeyError as exc:
         print(f"bench_lock: {exc.message}", file=sys.stderr)
         return exc.exit_code

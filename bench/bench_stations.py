@@ -35,6 +35,7 @@ from builder.stations import make_stations, open_software_image
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "tests")]
+from figures import Figures, emit  # noqa: E402
 from image_factory import make_image  # noqa: E402
 
 TEST_KEY = PROJECT / "tests" / "booth" / "keys" / "test-authority.key"
@@ -111,7 +112,13 @@ def main() -> int:
             f"data partitions {data:8.3f} s total, "
             f"{data / args.stations * 1000:8.2f} ms per station ({args.jobs} jobs)"
         )
+        figures: Figures = {
+            "stations": args.stations,
+            "station_sign_ms": signing / args.stations * 1000,
+            "station_data_partition_ms": data / args.stations * 1000,
+        }
         if args.skip_images:
+            emit(figures)
             return 0
         start = time.monotonic()
         make_stations(
@@ -129,6 +136,9 @@ def main() -> int:
             f"{images / args.stations * 1000:8.2f} ms per station ({args.jobs} jobs), "
             f"{size * args.stations / MIB / images:8.1f} MiB/s written"
         )
+        figures["station_image_s"] = images / args.stations
+        figures["stations_all_images_s"] = images
+        emit(figures)
     return 0
 
 

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from figures import Figures, emit
+
 from builder.commands.verify import digest_stream
 from builder.tools import tool_env
 from builder.verity_tree import BLOCK_SIZE, compute_tree
@@ -56,6 +58,9 @@ def run(argv: list[str]) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, env=tool_env()).stdout
 
 
+RESULTS: Figures = {}
+
+
 def bench_digest(data: Path, size: int, repeat: int) -> None:
     expected = run(["sha256sum", str(data)]).split()[0]
 
@@ -70,6 +75,9 @@ def bench_digest(data: Path, size: int, repeat: int) -> None:
     print(f"  sha256sum        {tool:7.3f} s  {mib / tool:8.1f} MiB/s")
     print(f"  boothkey verify  {mine:7.3f} s  {mib / mine:8.1f} MiB/s")
     print(f"  boothkey speed = {tool / mine:.0%} of sha256sum (target >= 90%)")
+    RESULTS.update(
+        {"verify_digest_s": mine, "sha256sum_s": tool, "digest_speed_vs_sha256sum": tool / mine}
+    )
 
 
 def bench_verity(data: Path, hashes: Path, size: int, repeat: int) -> None:
@@ -99,6 +107,13 @@ def bench_verity(data: Path, hashes: Path, size: int, repeat: int) -> None:
     print(f"  veritysetup verify  {tool:7.3f} s")
     print(f"  boothkey (Python)   {mine:7.3f} s")
     print(f"  boothkey time = {mine / tool:.2f}x veritysetup's (target <= 1.5x)")
+    RESULTS.update(
+        {
+            "verity_tree_s": mine,
+            "veritysetup_verify_s": tool,
+            "verity_vs_veritysetup_ratio": mine / tool,
+        }
+    )
 
 
 def main() -> None:
@@ -114,6 +129,7 @@ def main() -> None:
         warm(data)
         bench_digest(data, size, args.repeat)
         bench_verity(data, Path(scratch) / "hash.img", size, args.repeat)
+    emit(RESULTS)
 
 
 if __name__ == "__main__":
