@@ -34,14 +34,16 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Give a temp path beside `path` for a tool to write; rename it into place on success."""
+def atomic_path(path: Path, mode: int = 0o644) -> Iterator[Path]:
+    """Give a temp path beside `path` for a tool to write; on success set `mode`
+    (temp files start owner-only) and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
