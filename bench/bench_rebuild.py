@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import emit
+
 from builder.debcache import DebCache
 from builder.errors import BoothkeyError
 from builder.lockfile import load_lock_for
@@ -131,6 +133,16 @@ def main() -> int:
     print(f"rebuild / build            {rebuild_s / build_s:7.2f}")
     if args.keep:
         print(f"work directory             {work}")
+    emit(
+        {
+            "original_build_s": build_s,
+            "bundle_s": bundle_s,
+            "bundle_mib": tar_size / 2**20,
+            "rebuild_from_bundle_s": rebuild_s,
+            "rebuild_vs_build_ratio": rebuild_s / build_s,
+            "rebuild_result": verdict,
+        }
+    )
     return 0 if code == 0 else 1
 
 
