@@ -1,0 +1,59 @@
+"""Real builds of recipes/hello.yaml sharing one step cache (slow): what reruns after a
+change, and a corrupted cache entry rebuilt rather than used."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.build import BuildResult, build_image
+from builder.paths import default_cache_dir
+from builder.recipe import load_recipe
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _project_copy(into: Path) -> Path:
+    (into / "recipes").mkdir(parents=True)
+    for name in ("hello.yaml", "hello.lock.json"):
+        shutil.copy2(PROJECT / "recipes" / name, into / "recipes" / name)
+    shutil.copytree(PROJECT / "overlays" / "hello", into / "overlays" / "hello")
+    return into / "recipes" / "hello.yaml"
+
+
+def _build(recipe: Path, out: Path) -> BuildResult:
+    return build_image(load_recipe(recipe), out, default_cache_dir(), report=lambda line: None)
+
+
+def _rebuilt(result: BuildResult) -> set[str]:
+    return {name for name, run in result.steps.items() if not run.cached}
+
+
+def test_cache_hits_misses_and_corruption(
+    tmp_path: Path, built_hello_image: tuple[Path, Path]
+) -> None:
+    recipe = _project_copy(tmp_path / "project")
+    first = _build(recipe, tmp_path / "out1")
+    unchanged = _build(recipe, tmp_path / "out2")
+    assert _rebuilt(unchanged) == set()
+    assert unchanged.manifest_data["image"] == first.manifest_data["image"]
+    assert (tmp_path / "out2" / "hello.img").read_bytes() == (
+        tmp_path / "out1" / "hello.img"
+    ).read_bytes()
+
+    init = next((tmp_path / "project" / "overlays" / "hello").rglob("*.j2"))
+    init.write_text(init.read_text() + "# one overlay file changed\n")
+    edited = _build(recipe, tmp_path / "out3")
+    assert _rebuilt(edited) == {"overlay", "rootimage", "verity", "uki", "esp", "disk"}
+    assert edited.manifest_data["image"]["sha256"] != first.manifest_data["image"]["sha256"]
+
+    rootfs = edited.steps["rootfs"].output.path
+    busybox = rootfs / "tree" / "usr" / "bin" / "busybox"
+    busybox.write_bytes(busybox.read_bytes() + b"tampered")
+    repaired = _build(recipe, tmp_path / "out4")
+    assert "rootfs" in _rebuilt(repaired)
+    assert repaired.manifest_data["image"] == edited.manifest_data["image"]
