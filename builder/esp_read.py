@@ -1,19 +1,15 @@
 """Reading a built image (a file or a block device) without mounting anything.
 
-The GPT is parsed in Python (CRCs checked); the UKI is copied out of the ESP's
-FAT filesystem with mtools (`mcopy -i IMAGE@@OFFSET`), which reads the FAT
-straight from the image file or device; its `.cmdline` section is read with
+The GPT is read with `builder.gpt.read_primary_gpt`; the UKI is copied out of
+the ESP's FAT filesystem with mtools (`mcopy -i IMAGE@@OFFSET`), which reads the
+FAT straight from the image file or device; its `.cmdline` section is read with
 `builder.pe`.
 """
 
 from __future__ import annotations
 
-import struct
 import tempfile
-import uuid
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,88 +17,7 @@ from .errors import BoothkeyError, VerificationFailed
 from .pe import parse_pe_headers
 from .tools import run_tool
 
-SECTOR_SIZE = 512
 ESP_UKI_PATH = "EFI/BOOT/BOOTX64.EFI"
-_GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
-_GPT_ENTRY = struct.Struct("<16s16sQQQ72s")
-
-
-@dataclass(frozen=True)
-class GptPartition:
-    """One used GPT entry. Offsets and sizes are in bytes."""
-
-    index: int
-    name: str
-    type: str  # upper-case GUID, as the manifest writes it
-    uuid: str
-    offset: int
-    size: int
-
-
-@dataclass(frozen=True)
-class GptTable:
-    disk_guid: str
-    partitions: tuple[GptPartition, ...]
-
-    def find(self, name: str) -> GptPartition | None:
-        for partition in self.partitions:
-            if partition.name == name:
-                return partition
-        return None
-
-
-def _guid(raw: bytes) -> str:
-    return str(uuid.UUID(bytes_le=raw)).upper()
-
-
-def parse_gpt(header_sector: bytes, entries: bytes) -> GptTable:
-    """Parse a primary GPT header (LBA 1) and its entry array; `VerificationFailed` if damaged."""
-    if len(header_sector) < _GPT_HEADER.size or header_sector[:8] != b"EFI PART":
-        raise VerificationFailed("no GPT partition table found (no 'EFI PART' at LBA 1)")
-    (_sig, _rev, header_size, header_crc, _res, _cur, _backup, _first, _last, disk_guid,
-     _entries_lba, count, entry_size, entries_crc) = _GPT_HEADER.unpack_from(header_sector)  # fmt: skip
-    if not _GPT_HEADER.size <= header_size <= len(header_sector):
-        raise VerificationFailed(f"GPT header size {header_size} is invalid")
-    check = bytearray(header_sector[:header_size])
-    check[16:20] = b"\0\0\0\0"
-    if zlib.crc32(check) != header_crc:
-        raise VerificationFailed("GPT header checksum (CRC32) is wrong: the table was altered")
-    if entry_size < _GPT_ENTRY.size or len(entries) < count * entry_size:
-        raise VerificationFailed("GPT partition entry array is truncated")
-    if zlib.crc32(entries[: count * entry_size]) != entries_crc:
-        raise VerificationFailed("GPT partition entries checksum is wrong: the table was altered")
-    partitions = []
-    for index in range(count):
-        type_raw, uuid_raw, first, last, _attrs, name_raw = _GPT_ENTRY.unpack_from(
-            entries, index * entry_size
-        )
-        if type_raw == bytes(16):
-            continue
-        name = name_raw.decode("utf-16-le", errors="replace").split("\0", 1)[0]
-        partitions.append(
-            GptPartition(
-                index=index + 1,
-                name=name,
-                type=_guid(type_raw),
-                uuid=_guid(uuid_raw),
-                offset=first * SECTOR_SIZE,
-                size=(last - first + 1) * SECTOR_SIZE,
-            )
-        )
-    return GptTable(_guid(disk_guid), tuple(partitions))
-
-
-def read_gpt(stream: BinaryIO) -> GptTable:
-    """Read the primary GPT of an image or device opened for binary reading."""
-    stream.seek(SECTOR_SIZE)
-    header = stream.read(SECTOR_SIZE)
-    if len(header) < _GPT_HEADER.size or header[:8] != b"EFI PART":
-        raise VerificationFailed("no GPT partition table found (no 'EFI PART' at LBA 1)")
-    entries_lba, count, entry_size = struct.unpack_from("<QII", header, 72)
-    if count > 1024 or entry_size > 4096:
-        raise VerificationFailed("GPT header announces an implausible entry array")
-    stream.seek(entries_lba * SECTOR_SIZE)
-    return parse_gpt(header, stream.read(count * entry_size))
 
 
 def read_range(stream: BinaryIO, offset: int, size: int, chunk: int = 8 << 20) -> Iterator[bytes]:

@@ -3,7 +3,9 @@
 `layout_disk` places partitions 1 MiB-aligned, each exactly as large as asked;
 `gpt_structures` renders the protective MBR, the primary header and entry
 array, and the backup entry array and header, with their CRC32s; `read_gpt`
-parses and checks a disk image's tables (both copies). GUIDs are given and
+(a file) and `read_gpt_stream` (a stream and the disk's size) parse and check
+both copies; `read_primary_gpt` reads only the primary table, for a device
+that may be larger than the image written to it. GUIDs are given and
 returned as canonical lower-case UUID strings and stored in GPT's mixed-endian
 form, as every other GPT tool does.
 """
@@ -16,6 +18,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import VerificationFailed
 
@@ -208,80 +211,182 @@ def gpt_structures(disk: GptDisk) -> GptStructures:
 
 
 def read_gpt(path: Path) -> GptDisk:
-    """Parse and check the GPT of a disk image; both copies must be intact and agree.
+    """Parse and check the GPT of a disk image file; both copies must be intact and agree.
 
-    Raises `VerificationFailed` naming the file and what is wrong.
+    The disk is the whole file: its backup table must end the file. Raises
+    `VerificationFailed` naming the file and what is wrong.
     """
-    size = path.stat().st_size
-    if size % SECTOR_SIZE or size < (2 * ENTRY_SECTORS + 3) * SECTOR_SIZE:
-        raise VerificationFailed(f"{path}: {size} bytes is too small or not whole sectors")
-    total = size // SECTOR_SIZE
     with open(path, "rb") as stream:
-        head = stream.read(FIRST_USABLE_LBA * SECTOR_SIZE)
-        stream.seek((total - 1 - ENTRY_SECTORS) * SECTOR_SIZE)
-        tail = stream.read((ENTRY_SECTORS + 1) * SECTOR_SIZE)
+        return read_gpt_stream(stream, path.stat().st_size, str(path))
+
+
+def read_gpt_stream(stream: BinaryIO, size: int, shown: str) -> GptDisk:
+    """Parse and check the GPT of a disk of `size` bytes read from `stream` (both copies).
+
+    `size` is the disk's own size, which may be less than the stream's (an
+    image written to a larger USB key): the backup table must end at `size`.
+    Raises `VerificationFailed` naming `shown` and what is wrong.
+    """
+    if size % SECTOR_SIZE or size < (2 * ENTRY_SECTORS + 3) * SECTOR_SIZE:
+        raise VerificationFailed(f"{shown}: {size} bytes is too small or not whole sectors")
+    total = size // SECTOR_SIZE
+    stream.seek(0)
+    head = stream.read(FIRST_USABLE_LBA * SECTOR_SIZE)
+    stream.seek((total - 1 - ENTRY_SECTORS) * SECTOR_SIZE)
+    tail = stream.read((ENTRY_SECTORS + 1) * SECTOR_SIZE)
+    if len(head) < FIRST_USABLE_LBA * SECTOR_SIZE or len(tail) < (ENTRY_SECTORS + 1) * SECTOR_SIZE:
+        raise VerificationFailed(f"{shown}: ends before the {size} bytes its GPT needs")
     if head[510:512] != b"\x55\xaa" or head[450] != 0xEE:
-        raise VerificationFailed(f"{path}: no protective MBR")
-    primary = _parse_header(path, "primary", head[SECTOR_SIZE : 2 * SECTOR_SIZE], 1, total)
-    backup = _parse_header(path, "backup", tail[-SECTOR_SIZE:], total - 1, total)
+        raise VerificationFailed(f"{shown}: no protective MBR")
+    primary = _check_header(shown, "primary", head[SECTOR_SIZE : 2 * SECTOR_SIZE], 1, total)
+    backup = _check_header(shown, "backup", tail[-SECTOR_SIZE:], total - 1, total)
     primary_entries = head[2 * SECTOR_SIZE :]
     backup_entries = tail[:-SECTOR_SIZE]
     if primary.entries_lba != 2 or backup.entries_lba != total - 1 - ENTRY_SECTORS:
-        raise VerificationFailed(f"{path}: unexpected partition entry array location")
+        raise VerificationFailed(f"{shown}: unexpected partition entry array location")
     for which, header, entries in (
         ("primary", primary, primary_entries),
         ("backup", backup, backup_entries),
     ):
         if zlib.crc32(entries) != header.entries_crc:
-            raise VerificationFailed(f"{path}: {which} partition entry array CRC32 mismatch")
+            raise VerificationFailed(f"{shown}: {which} partition entry array CRC32 mismatch")
     if primary_entries != backup_entries:
-        raise VerificationFailed(f"{path}: primary and backup partition entries differ")
+        raise VerificationFailed(f"{shown}: primary and backup partition entries differ")
     if (primary.disk_guid, primary.first_usable, primary.last_usable) != (
         backup.disk_guid,
         backup.first_usable,
         backup.last_usable,
     ):
-        raise VerificationFailed(f"{path}: primary and backup GPT headers disagree")
-    partitions = []
-    for index in range(ENTRY_COUNT):
-        raw = primary_entries[index * ENTRY_SIZE : (index + 1) * ENTRY_SIZE]
-        type_raw, uuid_raw, first, last, attributes, name_raw = struct.unpack(_ENTRY_FORMAT, raw)
-        if type_raw == bytes(16):
-            continue
-        name = name_raw.decode("utf-16-le").split("\0", 1)[0]
-        partitions.append(
-            GptPartition(name, _guid_str(type_raw), _guid_str(uuid_raw), first, last, attributes)
-        )
-    return GptDisk(primary.disk_guid, total, tuple(partitions))
+        raise VerificationFailed(f"{shown}: primary and backup GPT headers disagree")
+    partitions = _parse_entries(primary_entries, ENTRY_COUNT, ENTRY_SIZE)
+    return GptDisk(primary.disk_guid, total, partitions)
+
+
+@dataclass(frozen=True)
+class GptTable:
+    """A disk's partitions as its primary GPT lists them (used entries only, in order)."""
+
+    disk_guid: str
+    partitions: tuple[GptPartition, ...]
+
+    def find(self, name: str) -> GptPartition | None:
+        for partition in self.partitions:
+            if partition.name == name:
+                return partition
+        return None
+
+
+# An entry array larger than this is damage, not a disk: never read it.
+_MAX_ENTRY_COUNT = 1024
+_MAX_ENTRY_SIZE = 4096
+
+
+def read_primary_gpt(stream: BinaryIO) -> GptTable:
+    """Read the primary GPT (LBA 1 and its entry array) of an image or device.
+
+    Only the primary copy is read, so the disk may be larger than the image
+    written to it. Header and entry CRC32s are checked; any entry count and
+    size a valid header announces are accepted. Raises `VerificationFailed`.
+    """
+    stream.seek(SECTOR_SIZE)
+    sector = stream.read(SECTOR_SIZE)
+    header = _unpack_header(sector)
+    if header is None:
+        raise VerificationFailed("no GPT partition table found (no 'EFI PART' at LBA 1)")
+    if header.entry_count > _MAX_ENTRY_COUNT or header.entry_size > _MAX_ENTRY_SIZE:
+        raise VerificationFailed("GPT header announces an implausible entry array")
+    stream.seek(header.entries_lba * SECTOR_SIZE)
+    entries = stream.read(header.entry_count * header.entry_size)
+    if not HEADER_SIZE <= header.header_size <= len(sector):
+        raise VerificationFailed(f"GPT header size {header.header_size} is invalid")
+    if not _header_crc_ok(sector, header):
+        raise VerificationFailed("GPT header checksum (CRC32) is wrong: the table was altered")
+    if header.entry_size < ENTRY_SIZE or len(entries) < header.entry_count * header.entry_size:
+        raise VerificationFailed("GPT partition entry array is truncated")
+    if zlib.crc32(entries) != header.entries_crc:
+        raise VerificationFailed("GPT partition entries checksum is wrong: the table was altered")
+    return GptTable(
+        header.disk_guid, _parse_entries(entries, header.entry_count, header.entry_size)
+    )
 
 
 @dataclass(frozen=True)
 class _Header:
+    revision: int
+    header_size: int
+    header_crc: int
+    my_lba: int
+    alternate_lba: int
     disk_guid: str
     first_usable: int
     last_usable: int
     entries_lba: int
+    entry_count: int
+    entry_size: int
     entries_crc: int
 
 
-def _parse_header(path: Path, which: str, sector: bytes, my_lba: int, total: int) -> _Header:
+def _unpack_header(sector: bytes) -> _Header | None:
+    """The header's fields, or None if `sector` holds no GPT header signature."""
+    if len(sector) < HEADER_SIZE or sector[:8] != _SIGNATURE:
+        return None
     fields = struct.unpack_from(_HEADER_FORMAT, sector)
-    (signature, revision, header_size, header_crc, _reserved, mine, alternate, first_usable,
-     last_usable, disk_guid, entries_lba, entry_count, entry_size, entries_crc) = fields  # fmt: skip
-    if signature != _SIGNATURE:
-        raise VerificationFailed(f"{path}: no {which} GPT header")
-    if header_size != HEADER_SIZE or revision != _REVISION:
-        raise VerificationFailed(f"{path}: unsupported {which} GPT header (size {header_size})")
-    check = bytearray(sector[:HEADER_SIZE])
+    (_signature, revision, header_size, header_crc, _reserved, my_lba, alternate_lba,
+     first_usable, last_usable, disk_guid, entries_lba, entry_count, entry_size,
+     entries_crc) = fields  # fmt: skip
+    return _Header(
+        revision,
+        header_size,
+        header_crc,
+        my_lba,
+        alternate_lba,
+        _guid_str(disk_guid),
+        first_usable,
+        last_usable,
+        entries_lba,
+        entry_count,
+        entry_size,
+        entries_crc,
+    )
+
+
+def _header_crc_ok(sector: bytes, header: _Header) -> bool:
+    check = bytearray(sector[: header.header_size])
     check[16:20] = bytes(4)
-    if zlib.crc32(check) != header_crc:
-        raise VerificationFailed(f"{path}: {which} GPT header CRC32 mismatch")
-    expected_alternate = total - 1 if my_lba == 1 else 1
-    if mine != my_lba or alternate != expected_alternate:
-        raise VerificationFailed(f"{path}: {which} GPT header is not where it says it is")
-    if entry_count != ENTRY_COUNT or entry_size != ENTRY_SIZE:
-        raise VerificationFailed(
-            f"{path}: {which} GPT has {entry_count} entries of {entry_size} bytes; "
-            f"boothkey writes {ENTRY_COUNT} of {ENTRY_SIZE}"
+    return zlib.crc32(check) == header.header_crc
+
+
+def _parse_entries(entries: bytes, count: int, entry_size: int) -> tuple[GptPartition, ...]:
+    partitions = []
+    for index in range(count):
+        type_raw, uuid_raw, first, last, attributes, name_raw = struct.unpack_from(
+            _ENTRY_FORMAT, entries, index * entry_size
         )
-    return _Header(_guid_str(disk_guid), first_usable, last_usable, entries_lba, entries_crc)
+        if type_raw == bytes(16):
+            continue
+        name = name_raw.decode("utf-16-le", errors="replace").split("\0", 1)[0]
+        partitions.append(
+            GptPartition(name, _guid_str(type_raw), _guid_str(uuid_raw), first, last, attributes)
+        )
+    return tuple(partitions)
+
+
+def _check_header(shown: str, which: str, sector: bytes, my_lba: int, total: int) -> _Header:
+    header = _unpack_header(sector)
+    if header is None:
+        raise VerificationFailed(f"{shown}: no {which} GPT header")
+    if header.header_size != HEADER_SIZE or header.revision != _REVISION:
+        raise VerificationFailed(
+            f"{shown}: unsupported {which} GPT header (size {header.header_size})"
+        )
+    if not _header_crc_ok(sector, header):
+        raise VerificationFailed(f"{shown}: {which} GPT header CRC32 mismatch")
+    expected_alternate = total - 1 if my_lba == 1 else 1
+    if header.my_lba != my_lba or header.alternate_lba != expected_alternate:
+        raise VerificationFailed(f"{shown}: {which} GPT header is not where it says it is")
+    if header.entry_count != ENTRY_COUNT or header.entry_size != ENTRY_SIZE:
+        raise VerificationFailed(
+            f"{shown}: {which} GPT has {header.entry_count} entries of {header.entry_size} "
+            f"bytes; boothkey writes {ENTRY_COUNT} of {ENTRY_SIZE}"
+        )
+    return header

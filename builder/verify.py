@@ -14,7 +14,8 @@ from typing import Any
 
 from .dsse import Envelope, image_statement
 from .errors import InputError
-from .esp_read import GptTable, cmdline_params
+from .esp_read import cmdline_params
+from .gpt import GptTable
 from .keys import PublicKey
 from .manifest import Manifest
 from .verity_tree import VeritySuperblock, VerityTree
@@ -169,8 +170,8 @@ def check_partitions(
             problems.append(f"{want.name}: missing from the partition table")
             continue
         for field_name, wanted, actual in (
-            ("type", want.type.upper(), have.type),
-            ("uuid", want.uuid.upper(), have.uuid),
+            ("type", want.type.upper(), have.type_guid.upper()),
+            ("uuid", want.uuid.upper(), have.uuid.upper()),
             ("offset", want.offset, have.offset),
             ("size", want.size, have.size),
         ):

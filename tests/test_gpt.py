@@ -20,6 +20,8 @@ from builder.gpt import (
     gpt_structures,
     layout_disk,
     read_gpt,
+    read_gpt_stream,
+    read_primary_gpt,
 )
 
 MIB = 1024 * 1024
@@ -137,6 +139,55 @@ def test_truncated_image_loses_backup(image: tuple[GptDisk, Path]) -> None:
         stream.truncate(disk.size - MIB // 2)
     with pytest.raises(VerificationFailed):
         read_gpt(path)
+
+
+def test_image_on_a_larger_key(image: tuple[GptDisk, Path]) -> None:
+    """On a USB key bigger than the image the backup table is not at the end of the device."""
+    disk, path = image
+    with open(path, "r+b") as stream:
+        stream.truncate(disk.size + 8 * MIB)
+    with pytest.raises(VerificationFailed, match="not where it says"):
+        read_gpt(path)
+    with open(path, "rb") as stream:
+        assert read_gpt_stream(stream, disk.size, "key") == disk
+        table = read_primary_gpt(stream)
+    assert table.disk_guid == disk.disk_guid
+    assert table.partitions == disk.partitions
+    assert table.find("root") == disk.partitions[1]
+    assert table.find("absent") is None
+
+
+def test_stream_shorter_than_the_disk(image: tuple[GptDisk, Path]) -> None:
+    disk, path = image
+    with open(path, "rb") as stream, pytest.raises(VerificationFailed, match="ends before"):
+        read_gpt_stream(stream, disk.size + MIB, "key")
+
+
+@pytest.mark.parametrize(
+    ("byte", "message"),
+    [
+        (SECTOR_SIZE + 0, "no GPT partition table found"),
+        (SECTOR_SIZE + 24, "GPT header checksum"),
+        (2 * SECTOR_SIZE + 40, "GPT partition entries checksum"),
+    ],
+)
+def test_primary_damage_is_detected(image: tuple[GptDisk, Path], byte: int, message: str) -> None:
+    _disk, path = image
+    with open(path, "r+b") as stream:
+        stream.seek(byte)
+        value = stream.read(1)[0]
+        stream.seek(byte)
+        stream.write(bytes([value ^ 0x01]))
+    with open(path, "rb") as stream, pytest.raises(VerificationFailed, match=message):
+        read_primary_gpt(stream)
+
+
+def test_primary_does_not_need_the_backup(image: tuple[GptDisk, Path]) -> None:
+    disk, path = image
+    with open(path, "r+b") as stream:
+        stream.truncate(disk.partitions[-1].offset)
+    with open(path, "rb") as stream:
+        assert read_primary_gpt(stream).partitions == disk.partitions
 
 
 def test_bad_requests_are_refused() -> None:

@@ -18,7 +18,8 @@ from image_factory import make_pe, write_pe
 from builder.build import BuildResult, build_image
 from builder.canonical import pretty_json
 from builder.errors import BuildError, InputError
-from builder.esp_read import extract_esp_file, read_gpt
+from builder.esp_read import extract_esp_file
+from builder.gpt import read_primary_gpt
 from builder.paths import default_cache_dir
 from builder.pe import SECURITY_DIRECTORY, parse_pe_headers
 from builder.qemu import QemuBoot
@@ -250,7 +251,7 @@ def _tampered_copy(image: Path, target: Path, how: str) -> Path:
     """A copy of `image` whose UKI (stored contiguously in the ESP) is altered or unsigned."""
     data = bytearray(image.read_bytes())
     with open(image, "rb") as stream:
-        esp = read_gpt(stream).find("esp")
+        esp = read_primary_gpt(stream).find("esp")
     assert esp is not None
     uki = extract_esp_file(image, esp.offset)
     at = data.find(uki[:65536], esp.offset)

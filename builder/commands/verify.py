@@ -25,14 +25,8 @@ from ..attest import check_observer_threshold, check_observers, read_rebuild_sta
 from ..canonical import sha256_bytes
 from ..dsse import parse_envelope
 from ..errors import InputError, VerificationFailed
-from ..esp_read import (
-    GptTable,
-    cmdline_params,
-    extract_esp_file,
-    read_gpt,
-    read_range,
-    uki_cmdline,
-)
+from ..esp_read import cmdline_params, extract_esp_file, read_range, uki_cmdline
+from ..gpt import GptTable, read_primary_gpt
 from ..keys import load_trusted_keys
 from ..manifest import Manifest, read_manifest
 from ..verify import (
@@ -178,7 +172,7 @@ def measure_image(
         table: GptTable | None = None
         table_error = ""
         try:
-            table = read_gpt(stream)
+            table = read_primary_gpt(stream)
         except VerificationFailed as exc:
             table_error = exc.message
         size = manifest.image.size
