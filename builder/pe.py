@@ -9,9 +9,11 @@ Headers are read with bounded memory; section data is streamed.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import BuildError
 
@@ -163,30 +165,41 @@ def read_section(path: Path, name: str) -> bytes:
 
 
 def pe_checksum(path: Path, checksum_offset: int) -> int:
-    """The PE optional-header CheckSum of a file, computed as the Windows loader does.
+    """The PE optional-header CheckSum of a file (see `pe_checksum_stream`)."""
+    with open(path, "rb") as stream:
+        return pe_checksum_stream(stream, checksum_offset)
 
-    16-bit little-endian words summed with end-around carry, the CheckSum field
-    itself counted as zero, plus the file length.
+
+def pe_checksum_bytes(data: bytes, checksum_offset: int) -> int:
+    """The PE optional-header CheckSum of a PE held in memory (see `pe_checksum_stream`)."""
+    return pe_checksum_stream(io.BytesIO(data), checksum_offset)
+
+
+def pe_checksum_stream(stream: BinaryIO, checksum_offset: int) -> int:
+    """The PE optional-header CheckSum of what `stream` holds from its position to its end.
+
+    Computed as the Windows loader does: 16-bit little-endian words summed with
+    end-around carry, the CheckSum field itself counted as zero, plus the
+    length. Reads in bounded chunks.
     """
     total = 0
     length = 0
-    with open(path, "rb") as stream:
-        while True:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                break
-            start = length
-            length += len(chunk)
-            if start <= checksum_offset < length or start < checksum_offset + 4 <= length:
-                buf = bytearray(chunk)
-                for position in range(checksum_offset, checksum_offset + 4):
-                    if start <= position < length:
-                        buf[position - start] = 0
-                chunk = bytes(buf)
-            if len(chunk) % 2:
-                chunk += b"\0"  # only the last chunk can be odd
-            # Sum words as one big integer, then fold: same result as word-by-word carries.
-            total += sum(struct.unpack(f"<{len(chunk) // 2}H", chunk))
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            break
+        start = length
+        length += len(chunk)
+        if start <= checksum_offset < length or start < checksum_offset + 4 <= length:
+            buf = bytearray(chunk)
+            for position in range(checksum_offset, checksum_offset + 4):
+                if start <= position < length:
+                    buf[position - start] = 0
+            chunk = bytes(buf)
+        if len(chunk) % 2:
+            chunk += b"\0"  # only the last chunk can be odd
+        # Sum words as one big integer, then fold: same result as word-by-word carries.
+        total += sum(struct.unpack(f"<{len(chunk) // 2}H", chunk))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return (total + length) & 0xFFFFFFFF

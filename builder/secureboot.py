@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 
 from .errors import BuildError, InputError
-from .pe import SECURITY_DIRECTORY, parse_pe_headers
+from .pe import SECURITY_DIRECTORY, parse_pe_headers, pe_checksum_bytes
 from .tools import run_tool
 
 _WIN_CERT_REVISION_2 = 0x0200
@@ -37,19 +37,6 @@ def _security_directory_offset(pe: bytes, shown: str) -> tuple[int, int, int]:
     entry = directories + 8 * SECURITY_DIRECTORY
     address, size = headers.data_directories[SECURITY_DIRECTORY]
     return entry, address, size
-
-
-def _checksum(data: bytes, checksum_offset: int) -> int:
-    """The PE CheckSum (16-bit words, end-around carry, plus length), field counted as 0."""
-    buf = bytearray(data)
-    buf[checksum_offset : checksum_offset + 4] = b"\0\0\0\0"
-    if len(buf) % 2:
-        buf += b"\0"
-    total = sum(struct.unpack(f"<{len(buf) // 2}H", buf))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    result: int = (total + len(data)) & 0xFFFFFFFF
-    return result
 
 
 def certificate_table(signed_pe: bytes, shown: str = "signed UKI") -> bytes:
@@ -92,7 +79,7 @@ def attach_signature(unsigned_pe: bytes, table: bytes, shown: str = "unsigned UK
     struct.pack_into("<II", data, entry, len(data), len(table))
     data += table
     checksum_offset = parse_pe_headers(bytes(data[:_HEAD]), shown).checksum_offset
-    struct.pack_into("<I", data, checksum_offset, _checksum(bytes(data), checksum_offset))
+    struct.pack_into("<I", data, checksum_offset, pe_checksum_bytes(bytes(data), checksum_offset))
     return bytes(data)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError
-from builder.pe import normalise_pe, pe_checksum, read_pe, read_section
+from builder.pe import normalise_pe, pe_checksum, pe_checksum_bytes, read_pe, read_section
 
 EPOCH = 1_700_000_000
 
@@ -93,6 +93,17 @@ def test_checksum_matches_reference(pe_file: Path, tmp_path: Path) -> None:
     assert pe_checksum(odd, image.checksum_offset) == reference_checksum(
         odd.read_bytes(), image.checksum_offset
     )
+
+
+def test_checksum_of_bytes_matches_reference(pe_file: Path) -> None:
+    image = read_pe(pe_file)
+    data = pe_file.read_bytes()
+    # a file larger than one read chunk, with the field not at the start of a chunk
+    big = data + bytes(range(256)) * 5000 + b"\x09"
+    for blob in (data, data + b"\x07", big):
+        assert pe_checksum_bytes(blob, image.checksum_offset) == reference_checksum(
+            blob, image.checksum_offset
+        )
 
 
 def test_normalise_sets_timestamp_and_checksum_and_is_idempotent(pe_file: Path) -> None:
