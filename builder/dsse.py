@@ -100,20 +100,22 @@ class Envelope:
         return value
 
 
-def new_envelope(statement: Mapping[str, Any]) -> Envelope:
-    return Envelope(PAYLOAD_TYPE, canonical_json(dict(statement)), ())
+def new_envelope(statement: Mapping[str, Any], payload_type: str = PAYLOAD_TYPE) -> Envelope:
+    """An unsigned envelope over the canonical JSON of `statement`."""
+    return Envelope(payload_type, canonical_json(dict(statement)), ())
 
 
-def parse_envelope(data: bytes, shown: str) -> Envelope:
-    """Parse an envelope file; every structural problem is an `InputError` naming `shown`."""
+def parse_envelope(data: bytes, shown: str, payload_type: str = PAYLOAD_TYPE) -> Envelope:
+    """Parse an envelope file of `payload_type`; every structural problem is an
+    `InputError` naming `shown`. Every signature needs a string keyid and a base64 sig."""
     try:
         raw = json.loads(data)
     except ValueError as exc:
         raise InputError(f"{shown}: not JSON: {exc}") from exc
     if not isinstance(raw, dict) or set(raw) != {"payloadType", "payload", "signatures"}:
         raise InputError(f"{shown}: expected exactly payloadType, payload and signatures")
-    if raw["payloadType"] != PAYLOAD_TYPE:
-        raise InputError(f"{shown}: payloadType {raw['payloadType']!r} is not {PAYLOAD_TYPE}")
+    if raw["payloadType"] != payload_type:
+        raise InputError(f"{shown}: payloadType {raw['payloadType']!r} is not {payload_type}")
     try:
         payload = base64.b64decode(str(raw["payload"]), validate=True)
     except binascii.Error as exc:
@@ -122,14 +124,18 @@ def parse_envelope(data: bytes, shown: str) -> Envelope:
         raise InputError(f"{shown}: signatures is not a list")
     signatures: list[Signature] = []
     for index, entry in enumerate(raw["signatures"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("keyid"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("keyid"), str)
+            or "sig" not in entry
+        ):
             raise InputError(f"{shown}: signatures[{index}]: needs keyid and sig")
         try:
-            sig = base64.b64decode(str(entry.get("sig", "")), validate=True)
+            sig = base64.b64decode(str(entry["sig"]), validate=True)
         except binascii.Error as exc:
             raise InputError(f"{shown}: signatures[{index}].sig is not base64") from exc
         signatures.append(Signature(entry["keyid"], sig))
-    return Envelope(PAYLOAD_TYPE, payload, tuple(signatures))
+    return Envelope(payload_type, payload, tuple(signatures))
 
 
 def image_statement(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,11 +14,8 @@ The booth (overlays/booth/usr/lib/booth/booth/) reads exactly this.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import json
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -29,7 +26,7 @@ from typing import Any
 import yaml
 
 from .canonical import canonical_json
-from .dsse import Envelope, Signature, pae
+from .dsse import Envelope, new_envelope, parse_envelope
 from .errors import InputError, ValidationErrors, VerificationFailed
 from .keys import PublicKey, SigningKey
 from .recipe import _kind, _Reader
@@ -371,7 +368,7 @@ def sign_payload(payload: Mapping[str, Any], keys: Sequence[SigningKey]) -> Enve
     """A DSSE envelope over the canonical payload, signed by every key in `keys`."""
     if not keys:
         raise InputError("election data must be signed: give at least one --key")
-    envelope = Envelope(PAYLOAD_TYPE, canonical_json(dict(payload)), ())
+    envelope = new_envelope(payload, PAYLOAD_TYPE)
     for key in keys:
         envelope = envelope.add_signature(key)
     return envelope
@@ -384,25 +381,7 @@ def envelope_bytes(envelope: Envelope) -> bytes:
 
 def parse_election_envelope(data: bytes, shown: str) -> Envelope:
     """Parse an election envelope; structural problems are `InputError`s naming `shown`."""
-    try:
-        raw = json.loads(data)
-    except ValueError as exc:
-        raise InputError(f"{shown}: not JSON: {exc}") from exc
-    if not isinstance(raw, dict) or set(raw) != {"payloadType", "payload", "signatures"}:
-        raise InputError(f"{shown}: expected exactly payloadType, payload and signatures")
-    if raw["payloadType"] != PAYLOAD_TYPE:
-        raise InputError(f"{shown}: payloadType {raw['payloadType']!r} is not {PAYLOAD_TYPE}")
-    if not isinstance(raw["signatures"], list):
-        raise InputError(f"{shown}: signatures: expected a list")
-    try:
-        payload = base64.b64decode(str(raw["payload"]), validate=True)
-        signatures = tuple(
-            Signature(str(entry["keyid"]), base64.b64decode(str(entry["sig"]), validate=True))
-            for entry in raw["signatures"]
-        )
-    except (binascii.Error, KeyError, TypeError) as exc:
-        raise InputError(f"{shown}: payload or a signature is malformed: {exc}") from exc
-    return Envelope(PAYLOAD_TYPE, payload, signatures)
+    return parse_envelope(data, shown, PAYLOAD_TYPE)
 
 
 def verify_election_envelope(
@@ -412,13 +391,11 @@ def verify_election_envelope(
     no signature claiming a trusted key may fail. `VerificationFailed` otherwise."""
     if not envelope.signatures:
         raise VerificationFailed(f"{shown}: the election data is not signed")
-    message = pae(envelope.payload_type, envelope.payload)
     signers: list[str] = []
-    for signature in envelope.signatures:
-        key = trusted.get(signature.keyid)
+    for _signature, key, valid in envelope.check_each(trusted):
         if key is None:
             continue
-        if not key.verify(signature.sig, message):
+        if not valid:
             raise VerificationFailed(
                 f"{shown}: the signature by {key.name} does not match: altered"
             )

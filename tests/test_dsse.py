@@ -114,6 +114,11 @@ def test_trusted_signers_counts_distinct_valid_trusted_keys() -> None:
             b'{"payloadType": "application/vnd.in-toto+json", "payload": "", "signatures": [1]}',
             "signatures\\[0\\]",
         ),
+        (
+            b'{"payloadType": "application/vnd.in-toto+json", "payload": "",'
+            b' "signatures": [{"keyid": "ab"}]}',
+            "signatures\\[0\\]: needs keyid and sig",
+        ),
         (b'{"payload": ""}', "exactly"),
     ],
 )

@@ -204,6 +204,14 @@ def test_envelope_parse_errors() -> None:
         parse_election_envelope(
             json.dumps({"payloadType": "other", "payload": "", "signatures": []}).encode(), "x"
         )
+    for entry, message in (
+        ({"keyid": "ab"}, "needs keyid and sig"),
+        ({"keyid": 7, "sig": ""}, "needs keyid and sig"),
+        ({"keyid": "ab", "sig": "@@"}, "not base64"),
+    ):
+        raw = {"payloadType": PAYLOAD_TYPE, "payload": "", "signatures": [entry]}
+        with pytest.raises(InputError, match=message):
+            parse_election_envelope(json.dumps(raw).encode(), "x")
 
 
 @pytest.fixture
