@@ -28,8 +28,8 @@ import yaml
 from .canonical import canonical_json
 from .dsse import Envelope, new_envelope, parse_envelope
 from .errors import InputError, ValidationErrors, VerificationFailed
+from .jsonfields import FieldReader, kind_of
 from .keys import PublicKey, SigningKey
-from .recipe import _kind, _Reader
 
 FORMAT = 1
 PAYLOAD_KIND = "boothkey-election-data"
@@ -144,7 +144,7 @@ def load_election(path: Path | str, stations_file: Path | str | None = None) -> 
     """Read and validate a definition (and a station list, which replaces its `stations`)."""
     definition_path = Path(path)
     raw, _text = _read_structured(definition_path)
-    reader = _Reader(str(path))
+    reader = FieldReader(str(path))
     top = reader.mapping(
         raw, "", {"format": False, "election": True, "races": True, "stations": False}
     )
@@ -176,7 +176,7 @@ def load_stations(path: Path | str, race_ids: Sequence[str]) -> tuple[Station, .
     """A station list: CSV with a header `id,name[,races]` (races separated by spaces),
     or YAML/JSON: a list of {id, name, races?} (or a mapping with key `stations`)."""
     station_path = Path(path)
-    reader = _Reader(str(path))
+    reader = FieldReader(str(path))
     if station_path.suffix.lower() == ".csv":
         stations = _stations_csv(reader, station_path, race_ids)
     else:
@@ -189,7 +189,7 @@ def load_stations(path: Path | str, race_ids: Sequence[str]) -> tuple[Station, .
     return stations
 
 
-def _stations_csv(reader: _Reader, path: Path, race_ids: Sequence[str]) -> tuple[Station, ...]:
+def _stations_csv(reader: FieldReader, path: Path, race_ids: Sequence[str]) -> tuple[Station, ...]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -215,10 +215,10 @@ def _stations_csv(reader: _Reader, path: Path, race_ids: Sequence[str]) -> tuple
 
 
 def _stations(
-    reader: _Reader, raw: Any, where: str, race_ids: Sequence[str]
+    reader: FieldReader, raw: Any, where: str, race_ids: Sequence[str]
 ) -> tuple[Station, ...]:
     if not isinstance(raw, list):
-        reader.error(where, f"expected a list, got {_kind(raw)}")
+        reader.error(where, f"expected a list, got {kind_of(raw)}")
         return ()
     return _station_entries(
         reader, [(f"{where}[{i}]", item) for i, item in enumerate(raw)], race_ids
@@ -226,7 +226,7 @@ def _stations(
 
 
 def _station_entries(
-    reader: _Reader, entries: list[Any], race_ids: Sequence[str]
+    reader: FieldReader, entries: list[Any], race_ids: Sequence[str]
 ) -> tuple[Station, ...]:
     stations: list[Station] = []
     seen: set[str] = set()
@@ -245,16 +245,16 @@ def _station_entries(
     return tuple(stations)
 
 
-def _name(reader: _Reader, value: Any, where: str) -> str:
+def _name(reader: FieldReader, value: Any, where: str) -> str:
     text = reader.string(value, where)
     if _CONTROL_RE.search(text):
         reader.error(where, "contains control characters")
     return text
 
 
-def _people(reader: _Reader, raw: Any, where: str, seen: set[str]) -> tuple[Candidate, ...]:
+def _people(reader: FieldReader, raw: Any, where: str, seen: set[str]) -> tuple[Candidate, ...]:
     if not isinstance(raw, list):
-        reader.error(where, f"expected a list, got {_kind(raw)}")
+        reader.error(where, f"expected a list, got {kind_of(raw)}")
         return ()
     people = []
     for index, item in enumerate(raw):
@@ -267,15 +267,15 @@ def _people(reader: _Reader, raw: Any, where: str, seen: set[str]) -> tuple[Cand
     return tuple(people)
 
 
-def _check_unique(reader: _Reader, item_id: str, where: str, seen: set[str]) -> None:
+def _check_unique(reader: FieldReader, item_id: str, where: str, seen: set[str]) -> None:
     if item_id and item_id in seen:
         reader.error(where, f"duplicate id {item_id!r} in this race")
     seen.add(item_id)
 
 
-def _races(reader: _Reader, raw: Any) -> tuple[Race, ...]:
+def _races(reader: FieldReader, raw: Any) -> tuple[Race, ...]:
     if not isinstance(raw, list) or not raw:
-        reader.error("races", f"expected a non-empty list, got {_kind(raw)}")
+        reader.error("races", f"expected a non-empty list, got {kind_of(raw)}")
         return ()
     races: list[Race] = []
     race_ids: set[str] = set()
@@ -295,7 +295,7 @@ def _races(reader: _Reader, raw: Any) -> tuple[Race, ...]:
         lists: list[PartyList] = []
         raw_lists = entry.get("lists", [])
         if not isinstance(raw_lists, list):
-            reader.error(f"{where}.lists", f"expected a list, got {_kind(raw_lists)}")
+            reader.error(f"{where}.lists", f"expected a list, got {kind_of(raw_lists)}")
             raw_lists = []
         for list_index, list_item in enumerate(raw_lists):
             at = f"{where}.lists[{list_index}]"
@@ -328,7 +328,7 @@ def _races(reader: _Reader, raw: Any) -> tuple[Race, ...]:
     return tuple(races)
 
 
-def _rules(reader: _Reader, raw: Any, where: str) -> Rules:
+def _rules(reader: FieldReader, raw: Any, where: str) -> Rules:
     entry = reader.mapping(raw, where, {"choose": True, "min": False, "max": False, "blank": False})
     choose = (
         reader.choice(entry.get("choose"), f"{where}.choose", CHOOSE) if "choose" in entry else ""

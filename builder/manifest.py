@@ -15,6 +15,7 @@ from typing import Any
 from .canonical import canonical_json
 from .errors import InputError, ValidationErrors
 from .fsutil import write_atomic
+from .jsonfields import FieldReader
 
 MANIFEST_FORMAT = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -85,22 +86,13 @@ def read_manifest(path: Path) -> Manifest:
 
 
 def parse_manifest(raw: Any, shown: str) -> Manifest:
-    problems: list[str] = []
-
-    def get(container: Any, key: str, kind: type, where: str) -> Any:
-        if not isinstance(container, dict) or key not in container:
-            problems.append(f"{shown}: {where}: missing")
-            return kind()
-        value = container[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            problems.append(f"{shown}: {where}: expected {kind.__name__}")
-            return kind()
-        return value
+    reader = FieldReader(shown)
+    get = reader.field_or_empty
 
     def digest(container: Any, key: str, where: str) -> str:
-        value: str = get(container, key, str, where)
+        value = get(container, key, str, where)
         if value and not _HEX64.match(value):
-            problems.append(f"{shown}: {where}: not a sha256 hex digest")
+            reader.error(where, "not a sha256 hex digest")
         return value
 
     if not isinstance(raw, dict):
@@ -114,7 +106,7 @@ def parse_manifest(raw: Any, shown: str) -> Manifest:
         sha256=digest(image_raw, "sha256", "image.sha256"),
     )
     if "/" in image.file or image.file in {"", ".", ".."}:
-        problems.append(f"{shown}: image.file: {image.file!r} must be a plain file name")
+        reader.error("image.file", f"{image.file!r} must be a plain file name")
     partitions = []
     for index, part in enumerate(get(raw, "partitions", list, "partitions")):
         where = f"partitions[{index}]"
@@ -149,6 +141,6 @@ def parse_manifest(raw: Any, shown: str) -> Manifest:
         source_date_epoch=get(raw, "source_date_epoch", int, "source_date_epoch"),
         raw=raw,
     )
-    if problems:
-        raise ValidationErrors(problems)
+    if reader.problems:
+        raise ValidationErrors(reader.problems)
     return manifest

@@ -16,6 +16,7 @@ import yaml
 
 from .canonical import sha256_json
 from .errors import InputError, ValidationErrors
+from .jsonfields import FieldReader, kind_of
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ROOTFS_FORMATS = ("squashfs", "erofs")
@@ -156,73 +157,6 @@ class Recipe:
         return (self.kernel, *self.boot.packages)
 
 
-class _Reader:
-    """Walks raw YAML, collecting every problem with its path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
-
-    def error(self, where: str, message: str) -> None:
-        self.problems.append(
-            f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}"
-        )
-
-    def mapping(self, value: Any, where: str, allowed: dict[str, bool]) -> dict[str, Any]:
-        """Check `value` is a mapping with only `allowed` keys (value: required?)."""
-        if not isinstance(value, dict):
-            self.error(where, f"expected a mapping, got {_kind(value)}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                known = ", ".join(sorted(allowed))
-                self.error(_join(where, str(key)), f"unknown key (known keys: {known})")
-        for key, required in allowed.items():
-            if required and key not in value:
-                self.error(_join(where, key), "missing required key")
-        return {k: v for k, v in value.items() if k in allowed}
-
-    def string(self, value: Any, where: str, pattern: re.Pattern[str] | None = None) -> str:
-        if not isinstance(value, str) or not value:
-            self.error(where, f"expected a non-empty string, got {_kind(value)}")
-            return ""
-        if pattern is not None and not pattern.match(value):
-            self.error(where, f"invalid value {value!r}")
-        return value
-
-    def string_list(
-        self, value: Any, where: str, pattern: re.Pattern[str] | None = None, unique: bool = True
-    ) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            self.error(where, f"expected a list, got {_kind(value)}")
-            return ()
-        items: list[str] = []
-        for index, item in enumerate(value):
-            text = self.string(item, f"{where}[{index}]", pattern)
-            if unique and text and text in items:
-                self.error(f"{where}[{index}]", f"duplicate entry {text!r}")
-            items.append(text)
-        return tuple(items)
-
-    def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
-        text = self.string(value, where)
-        if text and text not in choices:
-            self.error(where, f"{text!r} is not one of: {', '.join(choices)}")
-        return text
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
 def _project_dir(recipe_path: Path) -> Path:
     parent = recipe_path.parent
     return parent.parent if parent.name == "recipes" else parent
@@ -244,7 +178,7 @@ def load_recipe(path: Path | str) -> Recipe:
 
 
 def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
-    reader = _Reader(shown)
+    reader = FieldReader(shown)
     project = _project_dir(recipe_path)
     top = reader.mapping(
         raw,
@@ -294,7 +228,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
     boot = _boot(reader, top.get("boot", {}))
     epoch = top.get("source_date_epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
-        reader.error("source_date_epoch", f"expected a non-negative integer, got {_kind(epoch)}")
+        reader.error("source_date_epoch", f"expected a non-negative integer, got {kind_of(epoch)}")
         epoch = None
     secure_boot = None
     if "secure_boot" in top:
@@ -340,7 +274,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
     )
 
 
-def _existing_file(reader: _Reader, value: Any, where: str, project: Path) -> Path:
+def _existing_file(reader: FieldReader, value: Any, where: str, project: Path) -> Path:
     text = reader.string(value, where)
     candidate = (project / text).resolve() if text else project
     if text and not candidate.is_file():
@@ -348,7 +282,7 @@ def _existing_file(reader: _Reader, value: Any, where: str, project: Path) -> Pa
     return candidate
 
 
-def _distribution(reader: _Reader, raw: Any, project: Path) -> Distribution:
+def _distribution(reader: FieldReader, raw: Any, project: Path) -> Distribution:
     where = "distribution"
     dist = reader.mapping(
         raw,
@@ -380,9 +314,9 @@ def _distribution(reader: _Reader, raw: Any, project: Path) -> Distribution:
     return Distribution(suite, architecture, components, keyring, updates)
 
 
-def _variables(reader: _Reader, raw: Any) -> Mapping[str, Any]:
+def _variables(reader: FieldReader, raw: Any) -> Mapping[str, Any]:
     if not isinstance(raw, dict):
-        reader.error("variables", f"expected a mapping, got {_kind(raw)}")
+        reader.error("variables", f"expected a mapping, got {kind_of(raw)}")
         return {}
     for key, value in raw.items():
         if not isinstance(key, str) or not _VAR_RE.match(key):
@@ -415,9 +349,9 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _files(reader: _Reader, raw: Any) -> tuple[FileRule, ...]:
+def _files(reader: FieldReader, raw: Any) -> tuple[FileRule, ...]:
     if not isinstance(raw, list):
-        reader.error("files", f"expected a list, got {_kind(raw)}")
+        reader.error("files", f"expected a list, got {kind_of(raw)}")
         return ()
     rules: list[FileRule] = []
     for index, item in enumerate(raw):
@@ -448,7 +382,7 @@ def _files(reader: _Reader, raw: Any) -> tuple[FileRule, ...]:
     return tuple(rules)
 
 
-def _rootfs(reader: _Reader, raw: Any) -> RootfsOptions:
+def _rootfs(reader: FieldReader, raw: Any) -> RootfsOptions:
     entry = reader.mapping(raw, "rootfs", {"format": False, "compression": False, "variant": False})
     fmt = reader.choice(entry.get("format", "squashfs"), "rootfs.format", ROOTFS_FORMATS)
     default_compression = COMPRESSIONS.get(fmt, ("zstd",))[0]
@@ -462,7 +396,7 @@ def _rootfs(reader: _Reader, raw: Any) -> RootfsOptions:
     return RootfsOptions(fmt, compression, variant)
 
 
-def _boot(reader: _Reader, raw: Any) -> BootOptions:
+def _boot(reader: FieldReader, raw: Any) -> BootOptions:
     entry = reader.mapping(
         raw, "boot", {"cmdline": False, "initrd_modules": False, "packages": False, "init": False}
     )
