@@ -25,6 +25,7 @@ from ..errors import InputError, VerificationFailed
 from ..fsutil import write_atomic
 from ..keys import SigningKey, load_private_key, read_passphrase
 from ..manifest import read_manifest
+from .options import add_signing_key
 from .sign import resolve_key_path
 
 
@@ -37,14 +38,7 @@ def add_parser(subparsers: Any) -> None:
         "digests are the published ones.",
     )
     parser.add_argument("manifest", type=Path, help="the published NAME.manifest.json")
-    parser.add_argument(
-        "--key", required=True, help="key name (in the private key directory) or a key file path"
-    )
-    parser.add_argument(
-        "--private-dir",
-        type=Path,
-        help="private key directory (default: $XDG_CONFIG_HOME/boothkey/keys)",
-    )
+    add_signing_key(parser)
     parser.add_argument(
         "--rebuilt-manifest",
         type=Path,

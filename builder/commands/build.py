@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..build import build_image
-from ..paths import default_cache_dir
 from ..recipe import load_recipe
+from .options import add_cache_dir, add_out_dir, cache_dir
 
 
 def add_parser(subparsers: Any) -> None:
@@ -17,28 +16,21 @@ def add_parser(subparsers: Any) -> None:
         "build", help="build NAME.img and NAME.manifest.json from a locked recipe (offline)"
     )
     parser.add_argument("recipe", help="recipe file, e.g. recipes/booth.yaml")
-    parser.add_argument(
-        "--out", type=Path, default=Path("out"), help="output directory (default: out/)"
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="cache of .debs and build steps (default: ~/.cache/boothkey or $BOOTHKEY_CACHE)",
-    )
+    add_out_dir(parser)
+    add_cache_dir(parser, "the .debs and build steps")
     parser.add_argument("--quiet", action="store_true", help="print only the result")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
-    cache_dir = args.cache_dir or default_cache_dir()
+    cache_root = cache_dir(args)
 
     def report(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    result = build_image(recipe, args.out, cache_dir, report)
+    result = build_image(recipe, args.out, cache_root, report)
     cached = sum(1 for run in result.steps.values() if run.cached)
     image = result.manifest_data["image"]
     print(f"image     {result.image}  ({image['size']} bytes)")

@@ -16,9 +16,10 @@ from typing import Any
 from ..bundle import make_bundle, record_bundle
 from ..debcache import DebCache
 from ..lockfile import load_lock_for
-from ..paths import deb_cache_dir, default_cache_dir
+from ..paths import deb_cache_dir
 from ..progress import format_size
 from ..recipe import load_recipe
+from .options import add_cache_dir, add_out_dir, cache_dir
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,16 +35,8 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("recipe", help="recipe file, e.g. recipes/booth.yaml (locked and fetched)")
-    parser.add_argument(
-        "--out", type=Path, default=Path("out"), help="output directory (default: out/)"
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="boothkey cache holding the fetched .debs (default: ~/.cache/boothkey)",
-    )
+    add_out_dir(parser)
+    add_cache_dir(parser, "the fetched .debs")
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--manifest",
@@ -58,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     lock = load_lock_for(recipe)
-    debs = DebCache(deb_cache_dir(args.cache_dir or default_cache_dir()))
+    debs = DebCache(deb_cache_dir(cache_dir(args)))
     result = make_bundle(recipe, lock, debs.verified_path, args.out)
     print(f"bundle    {result.directory}/  ({result.files} files)")
     print(f"tar       {result.tarball}  ({format_size(result.size)})")

@@ -25,6 +25,7 @@ from ..fsutil import write_atomic
 from ..keys import SigningKey, default_private_dir, load_private_key, read_passphrase
 from ..manifest import Manifest, read_manifest
 from ..minisign import sign_digest
+from .options import add_signing_key
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,14 +33,7 @@ def add_parser(subparsers: Any) -> None:
         "sign", help="sign a built image's manifest (DSSE + minisign); co-signers add theirs"
     )
     parser.add_argument("manifest", type=Path, help="NAME.manifest.json (the image beside it)")
-    parser.add_argument(
-        "--key", required=True, help="key name (in the private key directory) or a key file path"
-    )
-    parser.add_argument(
-        "--private-dir",
-        type=Path,
-        help="private key directory (default: $XDG_CONFIG_HOME/boothkey/keys)",
-    )
+    add_signing_key(parser)
     parser.set_defaults(run=run)
 
 

@@ -1,0 +1,51 @@
+"""Command-line options several commands share, declared once so they read the same.
+
+Each `add_*` function adds one option (or one group that belongs together) to
+an argparse parser; `cache_dir` turns the parsed `--cache-dir` into the cache
+directory to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..paths import default_cache_dir
+
+_CACHE_DEFAULT = "default: $BOOTHKEY_CACHE, else ~/.cache/boothkey"
+
+
+def add_cache_dir(parser: argparse.ArgumentParser, holds: str) -> None:
+    """`--cache-dir DIR`; `holds` says what the command uses from the cache."""
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"boothkey cache holding {holds} ({_CACHE_DEFAULT})",
+    )
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    """The cache directory: `--cache-dir` if given, else `paths.default_cache_dir()`."""
+    given: Path | None = args.cache_dir
+    return given or default_cache_dir()
+
+
+def add_out_dir(parser: argparse.ArgumentParser) -> None:
+    """`--out DIR`, the output directory, `out/` unless given."""
+    parser.add_argument(
+        "--out", type=Path, default=Path("out"), help="output directory (default: out/)"
+    )
+
+
+def add_signing_key(parser: argparse.ArgumentParser) -> None:
+    """`--key NAME_OR_FILE` (required) and `--private-dir DIR` (see `sign.resolve_key_path`)."""
+    parser.add_argument(
+        "--key", required=True, help="key name (in the private key directory) or a key file path"
+    )
+    parser.add_argument(
+        "--private-dir",
+        type=Path,
+        help="private key directory (default: $XDG_CONFIG_HOME/boothkey/keys)",
+    )
