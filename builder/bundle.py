@@ -35,7 +35,7 @@ from .errors import InputError, VerificationFailed
 from .fsutil import atomic_output
 from .lockfile import Lock, LockedPackage
 from .manifest import read_manifest, write_manifest
-from .overlay import _overlay_entries
+from .overlay import overlay_entries
 from .recipe import Recipe
 
 BUNDLE_FORMAT = 1
@@ -274,7 +274,7 @@ def _members(recipe: Recipe, lock: Lock, deb_path: Callable[[LockedPackage], Pat
         add(Member(base, "dir"))
         # Exactly what the overlay step reads: bytecode and tagged cache directories
         # (.mypy_cache...) left in a checkout would make bundles differ between machines.
-        for rel, kind in _overlay_entries(overlay, base):
+        for rel, kind in overlay_entries(overlay, base):
             add(_entry(f"{base}/{rel}", overlay / rel, "file" if kind == "template" else kind))
     keyring = recipe.distribution.keyring
     try:

@@ -118,7 +118,7 @@ def apply_overlay(
         keep_trailing_newline=True,
         autoescape=False,
     )
-    entries = _overlay_entries(overlay, label)
+    entries = overlay_entries(overlay, label)
     written: list[str] = []
     for rel, kind in entries:
         source = overlay / rel
@@ -168,7 +168,7 @@ def overlay_digest(overlay: Path) -> str:
     times of the checkout are left out on purpose: they vary between checkouts
     and never reach the image."""
     listing: list[dict[str, Any]] = []
-    for rel, kind in _overlay_entries(overlay, str(overlay)):
+    for rel, kind in overlay_entries(overlay, str(overlay)):
         source = overlay / rel
         entry: dict[str, Any] = {"path": rel, "kind": kind}
         if kind == "symlink":
@@ -234,11 +234,13 @@ def _tree_paths(tree: Path) -> list[str]:
     return sorted(found)
 
 
-def _overlay_entries(overlay: Path, label: str) -> list[tuple[str, str]]:
+def overlay_entries(overlay: Path, label: str) -> list[tuple[str, str]]:
     """(relative path, kind) of everything in the overlay, parents before children, sorted.
 
     kind: "dir", "file", "template" (a `.j2` file) or "symlink". Python bytecode and
-    cache directories (see `_is_cache_dir`) are left out.
+    cache directories (see `_is_cache_dir`) are left out. Anything else (a device,
+    a FIFO) is an `InputError` naming `label`/path. The source bundle lists
+    overlays with this too, so it copies exactly what the build reads.
     """
     entries: list[tuple[str, str]] = []
     outputs: dict[str, str] = {}
