@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from archive_factory import FakeDeb, make_deb
-from test_rootfs import locked, locked_fake
+from step_factory import locked, locked_fake
 
 from builder.errors import InputError
 from builder.localrepo import make_local_repo

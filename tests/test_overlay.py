@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_rootfs import make_context
+from step_factory import make_context
 
 from builder.errors import InputError
 from builder.overlay import (

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from archive_factory import FIXED_EPOCH, FakeDeb, make_deb
+from step_factory import locked_fake, make_context
 
 from builder import tools
 from builder.archive import ArchiveIndex, load_index
-from builder.canonical import sha256_file
 from builder.debcache import DebCache
 from builder.errors import BuildError
 from builder.fetch import fetch_packages
 from builder.fetcher import RequestsFetcher
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.lockfile import LockedPackage
 from builder.mirrors import default_mirrors
 from builder.recipe import DEFAULT_KEYRING, Recipe, load_recipe
 from builder.resolver import PackageUniverse, Root, resolve
@@ -54,54 +54,6 @@ def write_recipe(directory: Path, packages: Iterable[str], variant: str = "extra
         f"rootfs:\n  variant: {variant}\n"
     )
     return load_recipe(path)
-
-
-def locked(name: str, version: str, arch: str, deb: Path) -> LockedPackage:
-    return LockedPackage(
-        name=name,
-        version=version,
-        architecture=arch,
-        size=deb.stat().st_size,
-        sha256=sha256_file(deb),
-        filename=f"pool/main/{name[0]}/{name}/{deb.name}",
-        sets=("rootfs",),
-    )
-
-
-def locked_fake(deb: FakeDeb) -> LockedPackage:
-    return locked(deb.name, deb.version, deb.architecture, deb.path)
-
-
-def make_context(
-    recipe: Recipe,
-    debs: Mapping[LockedPackage, Path],
-    scratch: Path,
-    epoch: int = FIXED_EPOCH,
-) -> BuildContext:
-    scratch.mkdir(parents=True, exist_ok=True)
-    lock = Lock(
-        recipe_name=recipe.name,
-        package_set_digest=recipe.package_set_digest(),
-        archive=ArchiveInfo(
-            suite="stable",
-            codename="bookworm",
-            date="Sat, 10 Jun 2023 08:40:00 UTC",
-            inrelease_sha256="0" * 64,
-            signing_key="",
-            architecture="amd64",
-            components=("main",),
-        ),
-        source_date_epoch=epoch,
-        packages=tuple(sorted(debs, key=lambda p: (p.name, p.architecture))),
-    )
-    return BuildContext(
-        recipe=recipe,
-        lock=lock,
-        source_date_epoch=epoch,
-        deb_path=lambda package: debs[package],
-        scratch=scratch,
-        report=lambda line: None,
-    )
 
 
 @pytest.fixture(scope="module")

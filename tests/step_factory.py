@@ -1,0 +1,65 @@
+"""Build contexts for step tests: fake .debs locked as a lock file would, and a
+`BuildContext` around them (offline; no archive, no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from archive_factory import FIXED_EPOCH, FakeDeb
+
+from builder.canonical import sha256_file
+from builder.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.recipe import Recipe
+from builder.steps.base import BuildContext
+
+
+def locked(name: str, version: str, arch: str, deb: Path) -> LockedPackage:
+    """`deb` as a lock lists it: its size and sha256, a pool path, in the rootfs set."""
+    return LockedPackage(
+        name=name,
+        version=version,
+        architecture=arch,
+        size=deb.stat().st_size,
+        sha256=sha256_file(deb),
+        filename=f"pool/main/{name[0]}/{name}/{deb.name}",
+        sets=("rootfs",),
+    )
+
+
+def locked_fake(deb: FakeDeb) -> LockedPackage:
+    """A fake .deb from archive_factory, locked (see `locked`)."""
+    return locked(deb.name, deb.version, deb.architecture, deb.path)
+
+
+def make_context(
+    recipe: Recipe,
+    debs: Mapping[LockedPackage, Path],
+    scratch: Path,
+    epoch: int = FIXED_EPOCH,
+) -> BuildContext:
+    """A context for `recipe` whose lock holds exactly `debs` (each read from its path)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    lock = Lock(
+        recipe_name=recipe.name,
+        package_set_digest=recipe.package_set_digest(),
+        archive=ArchiveInfo(
+            suite="stable",
+            codename="bookworm",
+            date="Sat, 10 Jun 2023 08:40:00 UTC",
+            inrelease_sha256="0" * 64,
+            signing_key="",
+            architecture="amd64",
+            components=("main",),
+        ),
+        source_date_epoch=epoch,
+        packages=tuple(sorted(debs, key=lambda p: (p.name, p.architecture))),
+    )
+    return BuildContext(
+        recipe=recipe,
+        lock=lock,
+        source_date_epoch=epoch,
+        deb_path=lambda package: debs[package],
+        scratch=scratch,
+        report=lambda line: None,
+    )
