@@ -30,10 +30,20 @@ def _align(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
-def make_pe(sections: list[tuple[str, bytes]], timestamp: int = 0) -> bytes:
-    """A minimal PE32+ EFI application (x86-64) holding `sections`, header checksum set."""
+def make_pe(
+    sections: list[tuple[str, bytes]],
+    timestamp: int = 0,
+    *,
+    spare_headers: int = 0,
+    checksum: int = 0,
+) -> bytes:
+    """A minimal PE32+ EFI application (x86-64) holding `sections` (not meant to run).
+
+    `spare_headers` leaves room for that many more section headers, as real EFI
+    stubs do; `checksum` is written as the header CheckSum as it is (not computed).
+    """
     file_align, section_align = 0x200, 0x1000
-    header_size = _align(0x40 + 24 + 240 + 40 * len(sections), file_align)
+    header_size = _align(0x40 + 24 + 240 + 40 * (len(sections) + spare_headers), file_align)
     raw_offset, virtual = header_size, section_align
     table = b""
     body = b""
@@ -60,7 +70,7 @@ def make_pe(sections: list[tuple[str, bytes]], timestamp: int = 0) -> bytes:
     optional = struct.pack(
         "<HBBIIIIIQIIHHHHHHIIIIHHQQQQII",
         0x20B, 2, 0, 0, len(body), 0, section_align, section_align, 0, section_align,
-        file_align, 0, 0, 0, 0, 0, 0, 0, virtual, header_size, 0, 10, 0,
+        file_align, 0, 0, 0, 0, 0, 0, 0, virtual, header_size, checksum, 10, 0,
         0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
     )  # fmt: skip
     optional += bytes(16 * 8)

@@ -8,46 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from image_factory import make_pe
 
 from builder.errors import BuildError
 from builder.pe import normalise_pe, pe_checksum, pe_checksum_bytes, read_pe, read_section
 
 EPOCH = 1_700_000_000
-
-
-def _align(value: int, alignment: int) -> int:
-    return -(-value // alignment) * alignment
-
-
-def minimal_pe(sections: list[tuple[str, bytes]], timestamp: int = 12345) -> bytes:
-    """A small PE32+ EFI application image holding `sections` (not meant to run)."""
-    file_align, section_align = 0x200, 0x1000
-    count = len(sections)
-    # Room for 8 more section headers, as real stubs have.
-    header_size = _align(0x40 + 24 + 240 + 40 * (count + 8), file_align)
-    table = b""
-    body = b""
-    raw_offset, virtual = header_size, section_align
-    for name, data in sections:
-        raw_size = _align(len(data), file_align)
-        table += struct.pack(
-            "<8sIIIIIIHHI", name.encode(), len(data), virtual, raw_size, raw_offset, 0, 0, 0, 0,
-            0x60000020 if name == ".text" else 0x40000040,
-        )  # fmt: skip
-        body += data + bytes(raw_size - len(data))
-        raw_offset += raw_size
-        virtual += _align(len(data), section_align)
-    dos = b"MZ" + bytes(0x3A) + struct.pack("<I", 0x40)
-    coff = b"PE\0\0" + struct.pack("<HHIIIHH", 0x8664, count, timestamp, 0, 0, 240, 0x206)
-    optional = struct.pack(
-        "<HBBIIIIIQIIHHHHHHIIIIHHQQQQII",
-        0x20B, 2, 40, 0x1000, 0, 0, section_align, section_align, 0,
-        section_align, file_align, 0, 0, 0, 0, 0, 0, 0,
-        virtual, header_size, 0xDEAD, 10, 0, 0, 0, 0, 0, 0, 16,
-    )  # fmt: skip
-    optional += bytes(16 * 8)
-    head = dos + coff + optional + table
-    return head + bytes(header_size - len(head)) + body
 
 
 def reference_checksum(data: bytes, checksum_offset: int) -> int:
@@ -66,7 +32,14 @@ def reference_checksum(data: bytes, checksum_offset: int) -> int:
 @pytest.fixture
 def pe_file(tmp_path: Path) -> Path:
     path = tmp_path / "app.efi"
-    path.write_bytes(minimal_pe([(".text", b"\xc3" * 100), (".data", b"hello world")]))
+    path.write_bytes(
+        make_pe(
+            [(".text", b"\xc3" * 100), (".data", b"hello world")],
+            12345,
+            spare_headers=8,
+            checksum=0xDEAD,
+        )
+    )
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_pe import minimal_pe
+from image_factory import make_pe
 
 from builder.canonical import sha256_file
 from builder.errors import BuildError, InputError
@@ -280,7 +280,9 @@ def test_kernel_package_is_the_versioned_image(tmp_path: Path) -> None:
 
 
 def fake_stub(path: Path) -> Path:
-    path.write_bytes(minimal_pe([(".text", b"\xc3" * 300), (".sbat", b"sbat,1\n")]))
+    path.write_bytes(
+        make_pe([(".text", b"\xc3" * 300), (".sbat", b"sbat,1\n")], 12345, spare_headers=8)
+    )
     return path
 
 
