@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from project_factory import EPOCH, RECIPE, Project, make_project, project_manifest
 
 from builder import cli
 from builder.bundle import (
@@ -28,88 +27,9 @@ from builder.debcache import DebCache
 from builder.errors import InputError, VerificationFailed
 from builder.fetch import fetch_packages
 from builder.fetcher import RequestsFetcher
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
 from builder.manifest import read_manifest, write_manifest
 from builder.paths import deb_cache_dir
-from builder.recipe import Recipe, load_recipe
-
-EPOCH = 1_700_000_000
-RECIPE = """\
-name: demo
-version: "2.0"
-distribution:
-  suite: bookworm
-  keyring: keys/archive.gpg
-kernel: linux-image-amd64
-packages: [busybox-static]
-overlays: [overlays/demo]
-rootfs: {variant: extract}
-"""
-
-
-@dataclass
-class Project:
-    root: Path
-    recipe: Recipe
-    lock: Lock
-    debs: dict[str, Path]  # sha256 -> file
-
-    def deb_path(self, package: LockedPackage) -> Path:
-        return self.debs[package.sha256]
-
-
-def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
-    """A small recipe project with an overlay (file, executable, symlink, empty dir),
-    a keyring inside the project, and two fake locked .debs."""
-    old = os.umask(umask)
-    try:
-        (root / "recipes").mkdir(parents=True)
-        (root / "keys").mkdir()
-        (root / "keys" / "archive.gpg").write_bytes(b"pretend keyring")
-        overlay = root / "overlays" / "demo"
-        (overlay / "etc").mkdir(parents=True)
-        (overlay / "usr" / "bin").mkdir(parents=True)
-        (overlay / "var" / "empty").mkdir(parents=True)
-        (overlay / "etc" / "motd.j2").write_text("Welcome to {{ recipe.name }}\n")
-        (overlay / "usr" / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
-        os.chmod(overlay / "usr" / "bin" / "hello", 0o777 & ~umask | 0o100)
-        os.symlink("motd", overlay / "etc" / "issue")
-        (root / "recipes" / "demo.yaml").write_text(RECIPE)
-    finally:
-        os.umask(old)
-    recipe = load_recipe(root / "recipes" / "demo.yaml")
-    debs_dir.mkdir(parents=True, exist_ok=True)
-    packages = []
-    debs = {}
-    for name in ("busybox-static", "libfoo1"):
-        content = f"!<arch>\nfake deb {name}\n".encode() * 50
-        sha = hashlib.sha256(content).hexdigest()
-        path = debs_dir / f"{name}.deb"
-        path.write_bytes(content)
-        debs[sha] = path
-        packages.append(
-            LockedPackage(
-                name=name,
-                version="1.0-1",
-                architecture="amd64",
-                size=len(content),
-                sha256=sha,
-                filename=f"pool/main/{name[0]}/{name}/{name}_1.0-1_amd64.deb",
-                sets=("rootfs",),
-            )
-        )
-    archive = ArchiveInfo(
-        "bookworm",
-        "bookworm",
-        "Sat, 01 Jun 2024 00:00:00 UTC",
-        "0" * 64,
-        "F" * 40,
-        "amd64",
-        ("main",),
-    )
-    lock = Lock("demo", recipe.package_set_digest(), archive, EPOCH, tuple(packages))
-    write_lock(lock, recipe.lock_path)
-    return Project(root, recipe, lock, debs)
+from builder.recipe import load_recipe
 
 
 @pytest.fixture
@@ -296,34 +216,11 @@ def test_extract_refuses_anything_but_a_plain_tree(
     assert not (tmp_path / "x").exists()
 
 
-def _manifest(project: Project) -> dict[str, Any]:
-    digest = "a" * 64
-    return {
-        "format": 1,
-        "name": "demo",
-        "version": "2.0",
-        "recipe": {"file": "recipes/demo.yaml", "sha256": sha256_file(project.recipe.path)},
-        "lock_sha256": sha256_file(project.recipe.lock_path),
-        "source_date_epoch": EPOCH,
-        "image": {"file": "demo.img", "size": 4096, "sha256": digest},
-        "partitions": [],
-        "uki": {"sha256": digest, "cmdline": "quiet"},
-        "verity": {
-            "root_hash": digest,
-            "salt": "00",
-            "data_blocks": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-    }
-
-
 def test_record_bundle_names_it_in_the_manifest(
     project: Project, bundle: BundleResult, tmp_path: Path
 ) -> None:
     path = tmp_path / "demo.manifest.json"
-    write_manifest(path, _manifest(project))
+    write_manifest(path, project_manifest(project))
     record_bundle(path, bundle, project.recipe)
     assert read_manifest(path).raw["bundle"] == {
         "file": "demo-2.0-source.tar",
@@ -335,13 +232,13 @@ def test_record_bundle_names_it_in_the_manifest(
 def test_record_bundle_refuses_other_builds_and_signed_manifests(
     project: Project, bundle: BundleResult, tmp_path: Path
 ) -> None:
-    other = _manifest(project)
+    other = project_manifest(project)
     other["lock_sha256"] = "b" * 64
     path = tmp_path / "demo.manifest.json"
     write_manifest(path, other)
     with pytest.raises(InputError, match="lock_sha256"):
         record_bundle(path, bundle, project.recipe)
-    write_manifest(path, _manifest(project))
+    write_manifest(path, project_manifest(project))
     (tmp_path / "demo.dsse.json").write_text("{}")
     before = path.read_bytes()
     with pytest.raises(InputError, match="already signed"):
@@ -363,7 +260,7 @@ def test_bundle_command_writes_and_records(
     cache_dir = tmp_path / "cache"
     _store(cache_dir, project)
     out = tmp_path / "release"
-    write_manifest(out / "demo.manifest.json", _manifest(project))
+    write_manifest(out / "demo.manifest.json", project_manifest(project))
     code = cli.main(
         ["bundle", str(project.recipe.path), "--out", str(out), "--cache-dir", str(cache_dir)]
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_bundle import _manifest, make_project
+from project_factory import make_project, project_manifest
 
 from builder import cli
 from builder import rebuild as rebuild_module
@@ -236,7 +236,7 @@ def test_work_directory_must_be_new_or_empty(tmp_path: Path) -> None:
 def test_bundle_tar_must_be_the_one_the_manifest_names(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", tmp_path / "debs")
     bundle = make_bundle(project.recipe, project.lock, project.deb_path, tmp_path / "out")
-    raw = _manifest(project)
+    raw = project_manifest(project)
     root, check = _open_bundle(bundle.tarball, raw, tmp_path / "w1")
     assert check.ok and "names no bundle" in check.note
     assert (root / "index.json").is_file()
@@ -253,7 +253,7 @@ def test_rebuild_from_a_bundle_fetches_from_it_and_attaches_the_published_signat
 ) -> None:
     project = make_project(tmp_path / "project", tmp_path / "debs")
     bundle = make_bundle(project.recipe, project.lock, project.deb_path, tmp_path / "pub")
-    raw = _manifest(project)
+    raw = project_manifest(project)
     raw["secure_boot"] = {"signature": "published"}
     manifest = tmp_path / "pub" / "demo.manifest.json"
     write_manifest(manifest, raw)

@@ -1,0 +1,116 @@
+"""A small recipe project on disk (recipe, overlay, keyring, two fake locked .debs)
+and a manifest naming it: for the source bundle and rebuild tests (offline)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.canonical import sha256_file
+from builder.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
+from builder.recipe import Recipe, load_recipe
+
+EPOCH = 1_700_000_000
+RECIPE = """\
+name: demo
+version: "2.0"
+distribution:
+  suite: bookworm
+  keyring: keys/archive.gpg
+kernel: linux-image-amd64
+packages: [busybox-static]
+overlays: [overlays/demo]
+rootfs: {variant: extract}
+"""
+
+
+@dataclass
+class Project:
+    root: Path
+    recipe: Recipe
+    lock: Lock
+    debs: dict[str, Path]  # sha256 -> file
+
+    def deb_path(self, package: LockedPackage) -> Path:
+        return self.debs[package.sha256]
+
+
+def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
+    """A small recipe project with an overlay (file, executable, symlink, empty dir),
+    a keyring inside the project, and two fake locked .debs."""
+    old = os.umask(umask)
+    try:
+        (root / "recipes").mkdir(parents=True)
+        (root / "keys").mkdir()
+        (root / "keys" / "archive.gpg").write_bytes(b"pretend keyring")
+        overlay = root / "overlays" / "demo"
+        (overlay / "etc").mkdir(parents=True)
+        (overlay / "usr" / "bin").mkdir(parents=True)
+        (overlay / "var" / "empty").mkdir(parents=True)
+        (overlay / "etc" / "motd.j2").write_text("Welcome to {{ recipe.name }}\n")
+        (overlay / "usr" / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
+        os.chmod(overlay / "usr" / "bin" / "hello", 0o777 & ~umask | 0o100)
+        os.symlink("motd", overlay / "etc" / "issue")
+        (root / "recipes" / "demo.yaml").write_text(RECIPE)
+    finally:
+        os.umask(old)
+    recipe = load_recipe(root / "recipes" / "demo.yaml")
+    debs_dir.mkdir(parents=True, exist_ok=True)
+    packages = []
+    debs = {}
+    for name in ("busybox-static", "libfoo1"):
+        content = f"!<arch>\nfake deb {name}\n".encode() * 50
+        sha = hashlib.sha256(content).hexdigest()
+        path = debs_dir / f"{name}.deb"
+        path.write_bytes(content)
+        debs[sha] = path
+        packages.append(
+            LockedPackage(
+                name=name,
+                version="1.0-1",
+                architecture="amd64",
+                size=len(content),
+                sha256=sha,
+                filename=f"pool/main/{name[0]}/{name}/{name}_1.0-1_amd64.deb",
+                sets=("rootfs",),
+            )
+        )
+    archive = ArchiveInfo(
+        "bookworm",
+        "bookworm",
+        "Sat, 01 Jun 2024 00:00:00 UTC",
+        "0" * 64,
+        "F" * 40,
+        "amd64",
+        ("main",),
+    )
+    lock = Lock("demo", recipe.package_set_digest(), archive, EPOCH, tuple(packages))
+    write_lock(lock, recipe.lock_path)
+    return Project(root, recipe, lock, debs)
+
+
+def project_manifest(project: Project) -> dict[str, Any]:
+    """A minimal valid manifest for the project's recipe and lock (no partitions)."""
+    digest = "a" * 64
+    return {
+        "format": 1,
+        "name": "demo",
+        "version": "2.0",
+        "recipe": {"file": "recipes/demo.yaml", "sha256": sha256_file(project.recipe.path)},
+        "lock_sha256": sha256_file(project.recipe.lock_path),
+        "source_date_epoch": EPOCH,
+        "image": {"file": "demo.img", "size": 4096, "sha256": digest},
+        "partitions": [],
+        "uki": {"sha256": digest, "cmdline": "quiet"},
+        "verity": {
+            "root_hash": digest,
+            "salt": "00",
+            "data_blocks": 1,
+            "data_block_size": 4096,
+            "hash_block_size": 4096,
+            "hash_algorithm": "sha256",
+        },
+    }
