@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_sbom import LockedDebs, demo_manifest, make_locked_debs, validate_spdx
+from sbom_factory import LockedDebs, demo_manifest, make_locked_debs, validate_spdx
 
 from builder.canonical import sha256_file
 from builder.dsse import STATEMENT_TYPE, image_statement

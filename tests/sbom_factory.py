@@ -1,0 +1,178 @@
+"""Fixtures for SBOM and provenance tests: small .debs covering the licence cases
+(DEP-5, header-only, free-form, none, a shared doc directory), a lock pinning them
+across two suites, manifest data for a fictitious image of it, and the SPDX
+project's own validator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archive_factory import FIXED_EPOCH, make_deb
+
+from builder.canonical import sha256_file
+from builder.lockfile import ArchiveInfo, Lock, LockedPackage
+
+PYSPDXTOOLS = shutil.which("pyspdxtools") or str(
+    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "pyspdxtools"
+)
+
+DEP5_GPL = b"""Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: alpha
+
+Files: *
+Copyright: 2020 Someone
+License: GPL-2+ or Artistic, and BSD-3-clause
+
+Files: debian/*
+Copyright: 2021 Someone Else
+License: MIT
+
+License: GPL-2+
+ The GPL text.
+"""
+DEP5_HEADER_ONLY = b"""Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+License: Expat
+"""
+FREE_FORM = b"""This package was debianized by someone in 1999.
+It is licensed under the GNU GPL; see /usr/share/common-licenses/GPL.
+"""
+
+
+def validate_spdx(path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the SPDX project's own validator on a document."""
+    return subprocess.run(
+        [PYSPDXTOOLS, "-i", str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def _deb_with_doc_link(directory: Path, name: str, target: str) -> Path:
+    """A .deb whose /usr/share/doc/NAME is a symlink to TARGET (a shared doc directory)."""
+    build = directory / f".build-{name}"
+    (build / "DEBIAN").mkdir(parents=True)
+    (build / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: 1.0\nArchitecture: amd64\n"
+        "Maintainer: boothkey tests <tests@example.org>\nDescription: shares a doc dir\n"
+    )
+    (build / "usr" / "share" / "doc").mkdir(parents=True)
+    os.symlink(target, build / "usr" / "share" / "doc" / name)
+    deb = directory / f"{name}_1.0_amd64.deb"
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(build), str(deb)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "SOURCE_DATE_EPOCH": str(FIXED_EPOCH)},
+    )
+    shutil.rmtree(build)
+    return deb
+
+
+@dataclass(frozen=True)
+class LockedDebs:
+    lock: Lock
+    debs: dict[str, Path]  # sha256 -> .deb
+
+    def deb_path(self, pkg: LockedPackage) -> Path:
+        return self.debs[pkg.sha256]
+
+
+def make_locked_debs(directory: Path) -> LockedDebs:
+    """Five small .debs covering the licence cases, and a lock pinning them."""
+    doc = "/usr/share/doc"
+    made = [
+        (make_deb(directory, "alpha", "1:2.0+dfsg-1", files={f"{doc}/alpha/copyright": DEP5_GPL}), ("rootfs",)),
+        (make_deb(directory, "beta", "3.1", files={f"{doc}/beta/copyright": DEP5_HEADER_ONLY}), ("rootfs", "boot")),
+        (make_deb(directory, "gamma", "0.9", files={f"{doc}/gamma/copyright": FREE_FORM}), ("boot",)),
+        (make_deb(directory, "nodoc", "1", files={"/usr/bin/nodoc": b"#!/bin/sh\n"}), ("boot",)),
+    ]  # fmt: skip
+    packages = [
+        LockedPackage(
+            deb.name,
+            deb.version,
+            deb.architecture,
+            deb.size,
+            deb.sha256,
+            deb.pool_path(),
+            sets,
+            "bookworm",
+        )
+        for deb, sets in made
+    ]
+    debs = {deb.sha256: deb.path for deb, _sets in made}
+    linked = _deb_with_doc_link(directory, "alpha-data", "alpha")
+    linked_sha = sha256_file(linked)
+    packages.append(
+        LockedPackage(
+            "alpha-data",
+            "1.0",
+            "amd64",
+            linked.stat().st_size,
+            linked_sha,
+            "pool/main/a/alpha/alpha-data_1.0_amd64.deb",
+            ("rootfs",),
+            "bookworm-security",
+        )
+    )
+    debs[linked_sha] = linked
+    archive = ArchiveInfo("bookworm", "bookworm", "Sat, 01 Jan 2022 00:00:00 UTC", "0" * 64,
+                          "F" * 40, "amd64", ("main",))  # fmt: skip
+    security = ArchiveInfo("bookworm-security", "bookworm-security", "Sun, 02 Jan 2022 00:00:00 UTC",
+                           "2" * 64, "E" * 40, "amd64", ("main",))  # fmt: skip
+    lock = Lock("demo", "sha256:" + "1" * 64, archive, FIXED_EPOCH,
+                tuple(sorted(packages, key=lambda p: (p.name, p.architecture))), (security,))  # fmt: skip
+    return LockedDebs(lock, debs)
+
+
+def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
+    """Manifest data as `build` makes it, for a fictitious image of the demo lock."""
+    return {
+        "format": 1,
+        "name": "demo",
+        "version": "2030.1",
+        "boothkey": "0.1.0",
+        "recipe": {
+            "file": "recipes/demo.yaml",
+            "sha256": "cd" * 32,
+            "package_set_digest": lock.package_set_digest,
+        },
+        "overlays_sha256": "ef" * 32,
+        "lock_sha256": "12" * 32,
+        "source_date_epoch": lock.source_date_epoch,
+        "steps": [{"name": "rootfs", "id": "34" * 32, "content_digest": "56" * 32}],
+        "image": {"file": "demo.img", "size": 4 << 20, "sha256": image_sha256},
+        "partitions": [
+            {
+                "name": "esp",
+                "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                "uuid": "00000000-0000-4000-8000-000000000001",
+                "offset": 1 << 20,
+                "size": 1 << 20,
+                "sha256": "78" * 32,
+            },
+        ],
+        "uki": {"sha256": "9a" * 32, "cmdline": "console=ttyS0", "kernel_version": "6.1.0"},
+        "verity": {
+            "root_hash": "bc" * 32,
+            "salt": "de" * 32,
+            "data_blocks": 1,
+            "data_block_size": 4096,
+            "hash_block_size": 4096,
+            "hash_algorithm": "sha256",
+        },
+        "packages": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "architecture": p.architecture,
+                "sha256": p.sha256,
+                "sets": list(p.sets),
+            }
+            for p in lock.packages
+        ],
+        "tools": {"squashfs-tools": "1:4.5.1-1", "dpkg": "1.21.22"},
+        "secure_boot": None,
+    }
