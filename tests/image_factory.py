@@ -10,6 +10,7 @@ that `builder.manifest` reads.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -102,6 +103,23 @@ class BuiltImage:
     manifest: dict[str, Any]
     uki: Path
     root: Path
+
+
+def copy_image(built: BuiltImage, directory: Path) -> BuiltImage:
+    """A copy of `built`'s files (image, manifest, signatures...) in `directory`, to tamper
+    with or add to; `uki` and `root` still name the original's build inputs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in built.directory.iterdir():
+        if path.is_file():
+            shutil.copy2(path, directory / path.name)
+    return BuiltImage(
+        directory,
+        directory / built.image.name,
+        directory / built.manifest_path.name,
+        built.manifest,
+        built.uki,
+        built.root,
+    )
 
 
 def make_image(

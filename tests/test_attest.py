@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from image_factory import BuiltImage, make_image
+from image_factory import BuiltImage, copy_image, make_image
 
 from builder.attest import PREDICATE_TYPE, check_observers, rebuild_statement
 from builder.canonical import canonical_json
@@ -49,19 +49,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, SigningK
 @pytest.fixture
 def release(tmp_path: Path, published: BuiltImage) -> BuiltImage:
     """A private copy of the published directory that a test may add statements to."""
-    directory = tmp_path / "release"
-    directory.mkdir()
-    for path in published.directory.iterdir():
-        if path.is_file():
-            shutil.copy2(path, directory / path.name)
-    return BuiltImage(
-        directory,
-        directory / published.image.name,
-        directory / published.manifest_path.name,
-        published.manifest,
-        published.uki,
-        published.root,
-    )
+    return copy_image(published, tmp_path / "release")
 
 
 def _rebuilt_manifest(directory: Path, published: BuiltImage, **changes: Any) -> Path:

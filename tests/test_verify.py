@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from image_factory import BuiltImage, make_image
+from image_factory import BuiltImage, copy_image, make_image
 
 from builder.cli import main
 from builder.commands.sign import sign_manifest
@@ -46,17 +46,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, SigningKe
 @pytest.fixture
 def signed(tmp_path: Path, pristine: BuiltImage) -> BuiltImage:
     """A private copy of the signed image that a test may tamper with."""
-    for path in pristine.directory.iterdir():
-        if path.is_file():
-            shutil.copy2(path, tmp_path / path.name)
-    return BuiltImage(
-        tmp_path,
-        tmp_path / pristine.image.name,
-        tmp_path / pristine.manifest_path.name,
-        pristine.manifest,
-        pristine.uki,
-        pristine.root,
-    )
+    return copy_image(pristine, tmp_path)
 
 
 def _verify(built: BuiltImage, keys_dir: Path, threshold: int = 1) -> VerifyReport:
