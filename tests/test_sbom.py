@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sbom_factory import (
@@ -177,17 +178,23 @@ def test_purl_keeps_the_epoch_colon_and_encodes_plus() -> None:
     assert purl(pkg) == "pkg:deb/debian/libstdc%2B%2B6@1:12.2%2Bx?arch=amd64"
 
 
-@pytest.mark.slow
-def test_build_writes_a_valid_sbom_beside_the_hello_image(
-    built_hello_image: tuple[Path, Path],
-) -> None:
-    _image, manifest_path = built_hello_image
+def _checked_sbom(manifest_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(manifest, SBOM) of a built image; the SBOM is the one the manifest names, by
+    digest, and passes the SPDX validator."""
     manifest = read_manifest(manifest_path).raw
     sbom_path = manifest_path.parent / manifest["sbom"]["file"]
     assert sha256_file(sbom_path) == manifest["sbom"]["sha256"]
     result = validate_spdx(sbom_path)
     assert result.returncode == 0, result.stderr
-    document = json.loads(sbom_path.read_bytes())
+    document: dict[str, Any] = json.loads(sbom_path.read_bytes())
+    return manifest, document
+
+
+@pytest.mark.slow
+def test_build_writes_a_valid_sbom_beside_the_hello_image(
+    built_hello_image: tuple[Path, Path],
+) -> None:
+    manifest, document = _checked_sbom(built_hello_image[1])
     by_name = {p["name"]: p for p in document["packages"]}
     assert {p["name"] for p in manifest["packages"]} <= set(by_name)
     for pkg in manifest["packages"]:
@@ -201,13 +208,7 @@ def test_build_writes_a_valid_sbom_beside_the_hello_image(
 @pytest.mark.slow
 def test_booth_image_sbom_is_valid_spdx(built_booth_image: tuple[Path, Path]) -> None:
     """The booth image's packages carry the widest mix of licences; all pass the validator."""
-    _image, manifest_path = built_booth_image
-    manifest = read_manifest(manifest_path).raw
-    sbom_path = manifest_path.parent / manifest["sbom"]["file"]
-    assert sha256_file(sbom_path) == manifest["sbom"]["sha256"]
-    result = validate_spdx(sbom_path)
-    assert result.returncode == 0, result.stderr
-    document = json.loads(sbom_path.read_bytes())
+    _manifest, document = _checked_sbom(built_booth_image[1])
     declared = {p["name"]: p["licenseDeclared"] for p in document["packages"]}
     assert declared["bash"] == "GPL-3.0-or-later"
     assert declared["libzstd1"] == "BSD-3-Clause OR GPL-2.0-only"
