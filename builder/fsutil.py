@@ -1,4 +1,5 @@
-"""Atomic writes: a killed process never leaves a partial file under a final name."""
+"""Atomic writes (a killed process never leaves a partial file under a final name) and
+small file-system helpers shared by the steps that walk a tree."""
 
 from __future__ import annotations
 
@@ -48,3 +49,11 @@ def atomic_path(path: Path, mode: int = 0o644) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def lstat_or_none(path: Path) -> os.stat_result | None:
+    """`os.lstat(path)` (a symlink itself, never followed), or None if nothing is there."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None

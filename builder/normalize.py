@@ -37,6 +37,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .errors import BuildError
+from .fsutil import lstat_or_none
 
 HOSTNAME = "booth"
 HOSTS = (
@@ -77,7 +78,7 @@ def normalize_tree(
         if rel in kept:
             return
         full = root / rel
-        info = _lstat(full)
+        info = lstat_or_none(full)
         if info is None:
             return
         if stat.S_ISDIR(info.st_mode):
@@ -94,7 +95,7 @@ def normalize_tree(
             for name in sorted(os.listdir(root / top)):
                 remove(f"{top}/{name}")
     for rel in _REMOVE_FILES:
-        info = _lstat(root / rel)
+        info = lstat_or_none(root / rel)
         if (
             info is not None
             and _real_dir(root, os.path.dirname(rel))
@@ -113,7 +114,7 @@ def normalize_tree(
                 remove(f"etc/ssh/{name}")
 
     if _real_dir(root, "etc"):
-        machine_id = _lstat(root / "etc/machine-id")
+        machine_id = lstat_or_none(root / "etc/machine-id")
         if (
             "etc/machine-id" not in kept
             and machine_id is not None
@@ -180,19 +181,12 @@ def _clamp(path: str, limit: int) -> None:
         os.utime(path, ns=(when, when), follow_symlinks=False)
 
 
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
 def _real_dir(root: Path, rel: str) -> bool:
     """True if `rel` is a directory reached without passing through any symlink."""
     current = root
     for part in (p for p in rel.split("/") if p):
         current = current / part
-        info = _lstat(current)
+        info = lstat_or_none(current)
         if info is None or not stat.S_ISDIR(info.st_mode):
             return False
     return True
@@ -230,7 +224,7 @@ def _bytecode(root: Path) -> list[str]:
 
 def _rewrite(path: Path, content: bytes) -> bool:
     """Make `path` a regular file 0644 root:root holding `content`; False if it already was."""
-    info = _lstat(path)
+    info = lstat_or_none(path)
     if (
         info is not None
         and stat.S_ISREG(info.st_mode)

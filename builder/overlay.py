@@ -35,6 +35,7 @@ import jinja2
 
 from .canonical import sha256_file, sha256_json
 from .errors import InputError
+from .fsutil import lstat_or_none
 from .recipe import FileRule
 from .tools import run_tool
 
@@ -132,7 +133,7 @@ def apply_overlay(
         _make_directory(tree, parent_rel, where)
         target_rel = f"{parent_rel}/{name}" if parent_rel else name
         target = tree / target_rel
-        existing = _lstat(target)
+        existing = lstat_or_none(target)
         if existing is not None and stat.S_ISDIR(existing.st_mode):
             raise InputError(f"{where}: the tree has a directory at /{target_rel}")
         if existing is not None:
@@ -200,7 +201,7 @@ def apply_file_rules(tree: Path, rules: tuple[FileRule, ...], shown: str) -> lis
                 resolved = resolve_in_tree(tree, rule.path.lstrip("/"), follow_last=False)
             except Escape as exc:
                 raise InputError(f"{where}: {exc.message}") from exc
-            matches = [resolved] if _lstat(tree / resolved) is not None else []
+            matches = [resolved] if lstat_or_none(tree / resolved) is not None else []
         if not matches:
             raise InputError(f"{where}: {rule.path!r} matches nothing in the root filesystem")
         for rel in matches:
@@ -321,7 +322,7 @@ def _make_directory(tree: Path, rel: str, where: str) -> None:
     current = tree
     for part in (p for p in rel.split("/") if p):
         current = current / part
-        info = _lstat(current)
+        info = lstat_or_none(current)
         if info is None:
             os.mkdir(current, 0o755)
             os.chmod(current, 0o755)
@@ -338,13 +339,6 @@ def _write_new(target: Path, data: bytes, mode: int) -> None:
         stream.write(data)
     os.chmod(target, mode)
     os.chown(target, 0, 0)
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
 
 
 def copy_tree(source: Path, destination: Path) -> None:

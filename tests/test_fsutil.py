@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.fsutil import atomic_output, atomic_path, write_atomic
+from builder.fsutil import atomic_output, atomic_path, lstat_or_none, write_atomic
 
 
 def test_atomic_path_result_is_world_readable(tmp_path: Path) -> None:
@@ -30,3 +30,10 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_lstat_or_none_never_follows_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("missing-target")
+    info = lstat_or_none(tmp_path / "link")
+    assert info is not None and stat.S_ISLNK(info.st_mode)
+    assert lstat_or_none(tmp_path / "missing-target") is None
