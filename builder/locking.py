@@ -145,7 +145,8 @@ def lock_recipe(
     Pure apart from fetching: the same recipe and archive snapshots give an equal
     Lock whichever mirrors served them. Each `ArchiveInfo.suite` and
     `LockedPackage.suite` is a suite of the recipe (the `dists/` directory that was
-    verified); `source_date_epoch` is the recipe's, else the newest Release Date.
+    verified); `source_date_epoch` is the recipe's, else the newest Release Date among the
+    suites that supplied a locked package.
     `report` gets progress lines for the user. An update suite whose Release says
     `NotAutomatic: yes` (backports, experimental) is refused: apt would not take
     its newer versions by default, and boothkey's choice would differ from apt's.
@@ -194,7 +195,14 @@ def lock_recipe(
         for suite, index in zip(dist.suites, indexes, strict=True)
     ]
     epoch = recipe.source_date_epoch
-    newest = max(index.release.date_epoch for index in indexes)
+    # Only suites that supplied a package date the content: -updates is re-signed daily
+    # with nothing new, and that must not move SOURCE_DATE_EPOCH (and so the image).
+    supplying = {package.suite or dist.suite for package in packages}
+    newest = max(
+        index.release.date_epoch
+        for suite, index in zip(dist.suites, indexes, strict=True)
+        if suite in supplying
+    )
     lock = Lock(
         recipe_name=recipe.name,
         package_set_digest=recipe.package_set_digest(),

@@ -16,6 +16,7 @@ from archive_factory import (
     SECURITY_DATE,
     SECURITY_EPOCH,
     SECURITY_POOL,
+    UPDATES_EPOCH,
     GpgKey,
     HttpServer,
     MultiSuiteArchive,
@@ -473,3 +474,21 @@ def test_merge_indexes_keeps_every_version_once() -> None:
         ("b", "1", "bookworm"),
         ("a", "2", "bookworm-security"),
     ]
+
+
+def test_epoch_ignores_update_suites_that_supplied_nothing(
+    multi_suite: MultiSuiteArchive, recipe_factory: RecipeFactory
+) -> None:
+    # -updates is re-signed daily with nothing new: its later date must not move the
+    # epoch (and so the image) while no locked package comes from it.
+    recipe = recipe_factory(
+        packages=["bash"],
+        updates=["bookworm-updates"],
+        variant="extract",
+        extra="boot:\n  packages: []\n",
+    )
+    assert lock(recipe, multi_suite.main.mirror) == 0
+    locked = read_lock(recipe.with_name("testbooth.lock.json"))
+    assert {p.suite for p in locked.packages} == {"bookworm"}
+    assert [a.suite for a in locked.archives] == ["bookworm", "bookworm-updates"]
+    assert locked.source_date_epoch == FIXED_EPOCH < UPDATES_EPOCH
