@@ -28,8 +28,10 @@ from .base import BuildContext, StepOutput
 
 # The four directories bookworm's merged-/usr turns into symlinks into /usr (amd64).
 MERGED_USR = ("bin", "sbin", "lib", "lib64")
-# Created before extraction for the variants that install no base-files/usrmerge:
-# bookworm is merged-/usr whatever the variant, so the tree must be too.
+# Created before anything is unpacked, whatever the variant (as mmdebstrap's own
+# merged-usr hook does): bookworm is merged-/usr, so the tree must be too, and a
+# recipe may then lock usr-is-merged (whose preinst checks it) instead of usrmerge,
+# which would pull perl into the image.
 _MERGED_USR_HOOK = (
     'for d in bin sbin lib lib64; do mkdir -p "$1/usr/$d" && ln -s "usr/$d" "$1/$d"; done'
 )
@@ -152,8 +154,7 @@ def run_mmdebstrap(
     ]
     if include:
         argv.append("--include=" + ",".join(include))
-    if variant in ("extract", "custom"):
-        argv.append(f"--setup-hook={_MERGED_USR_HOOK}")
+    argv.append(f"--setup-hook={_MERGED_USR_HOOK}")
     if variant == "extract":
         argv.append("--skip=cleanup/apt/cache")
     argv += [codename, tree, repo_source]
