@@ -26,7 +26,7 @@ from typing import Any
 
 from .election import HEADER, MAX_ENVELOPE, envelope_from_partition, parse_election_envelope
 from .errors import InputError, VerificationFailed
-from .gpt import SECTOR_SIZE, GptPartition, read_gpt
+from .gpt import SECTOR_SIZE, GptPartition, read_primary_gpt
 
 _VERITY_SUPERBLOCK = struct.Struct("<8sII16s32sIIQH6s256s")
 
@@ -78,10 +78,13 @@ def election_fingerprint(payload: bytes) -> str:
 
 
 def _partition(path: Path, name: str) -> GptPartition:
-    for partition in read_gpt(path).partitions:
-        if partition.name == name:
-            return partition
-    raise InputError(f"{path}: no GPT partition named {name!r}")
+    # The primary table only: `path` may be a USB key larger than the image, whose
+    # backup table then sits mid-device (`build.py verify` checks both copies).
+    with open(path, "rb") as stream:
+        partition = read_primary_gpt(stream).find(name)
+    if partition is None:
+        raise InputError(f"{path}: no GPT partition named {name!r}")
+    return partition
 
 
 def root_hash_from_image(path: Path) -> str:

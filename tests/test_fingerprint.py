@@ -84,6 +84,16 @@ def test_image_manifest_and_booth_agree(
     )
 
 
+def test_fingerprint_of_a_key_larger_than_the_image(
+    station_image: Path, software: BuiltImage, tmp_path: Path
+) -> None:
+    # A USB key holds the image followed by whatever was there before.
+    key = tmp_path / "usb-key.bin"
+    key.write_bytes(station_image.read_bytes() + b"\xff" * (3 * 2**20))
+    assert root_hash_from_image(key) == software.manifest["verity"]["root_hash"]
+    assert read_station_data(key).payload == read_station_data(station_image).payload
+
+
 def test_relabelled_gpt_is_caught(software: BuiltImage) -> None:
     forged = "00000000-1111-2222-3333-444444444444"
     subprocess.run(
