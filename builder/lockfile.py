@@ -19,6 +19,7 @@ from typing import Any
 from .canonical import pretty_json, sha256_json
 from .errors import InputError, ValidationErrors
 from .fsutil import write_atomic
+from .jsonfields import FieldReader
 from .recipe import Recipe
 
 # 2: one archive per suite ("archives", "base_suite") and a "suite" per package.
@@ -158,17 +159,8 @@ def read_lock(path: Path) -> Lock:
 
 
 def parse_lock(raw: Any, shown: str) -> Lock:
-    problems: list[str] = []
-
-    def need(container: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-        if not isinstance(container, dict) or key not in container:
-            problems.append(f"{shown}: {where}: missing")
-            return None
-        value = container[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            problems.append(f"{shown}: {where}: wrong type {type(value).__name__}")
-            return None
-        return value
+    fields = FieldReader(shown)
+    need = fields.field
 
     if not isinstance(raw, dict):
         raise InputError(f"{shown}: a lock file is a JSON object")
@@ -196,26 +188,26 @@ def parse_lock(raw: Any, shown: str) -> Lock:
             components=tuple(need(archive_raw, "components", list, f"{where}.components") or ()),
         )
         if archive.suite in archives:
-            problems.append(f"{shown}: {where}.suite: {archive.suite!r} is listed twice")
+            fields.error(f"{where}.suite", f"{archive.suite!r} is listed twice")
         archives[archive.suite] = archive
     if base_suite and base_suite not in archives:
-        problems.append(f"{shown}: base_suite: {base_suite!r} is not one of the archives")
+        fields.error("base_suite", f"{base_suite!r} is not one of the archives")
     packages: list[LockedPackage] = []
     for index, entry in enumerate(need(raw, "packages", list, "packages") or []):
         where = f"packages[{index}]"
         sha = need(entry, "sha256", str, f"{where}.sha256") or ""
         if sha and not _SHA256_RE.match(sha):
-            problems.append(f"{shown}: {where}.sha256: not a sha256 hex digest")
+            fields.error(f"{where}.sha256", "not a sha256 hex digest")
         sets = tuple(need(entry, "sets", list, f"{where}.sets") or ())
         for member in sets:
             if member not in PACKAGE_SETS:
-                problems.append(f"{shown}: {where}.sets: unknown set {member!r}")
+                fields.error(f"{where}.sets", f"unknown set {member!r}")
         suite = need(entry, "suite", str, f"{where}.suite")
         if suite is not None and suite not in archives:
-            problems.append(f"{shown}: {where}.suite: {suite!r} is not one of the archives")
+            fields.error(f"{where}.suite", f"{suite!r} is not one of the archives")
         filename = need(entry, "filename", str, f"{where}.filename") or ""
         if filename.startswith("/") or ".." in filename.split("/"):
-            problems.append(f"{shown}: {where}.filename: {filename!r} is not a relative pool path")
+            fields.error(f"{where}.filename", f"{filename!r} is not a relative pool path")
         packages.append(
             LockedPackage(
                 name=need(entry, "name", str, f"{where}.name") or "",
@@ -231,8 +223,8 @@ def parse_lock(raw: Any, shown: str) -> Lock:
     epoch = need(raw, "source_date_epoch", int, "source_date_epoch") or 0
     recipe_name = need(recipe, "name", str, "recipe.name") or ""
     digest = need(recipe, "package_set_digest", str, "recipe.package_set_digest") or ""
-    if problems:
-        raise ValidationErrors(problems)
+    if fields.problems:
+        raise ValidationErrors(fields.problems)
     return Lock(
         recipe_name=recipe_name,
         package_set_digest=digest,

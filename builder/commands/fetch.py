@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..debcache import DebCache
@@ -11,9 +10,10 @@ from ..fetch import DEFAULT_JOBS, fetch_packages
 from ..fetcher import RequestsFetcher
 from ..lockfile import load_lock_for
 from ..mirrors import MIRROR_ENV, mirrors_by_suite
-from ..paths import deb_cache_dir, default_cache_dir
+from ..paths import deb_cache_dir
 from ..progress import Progress, format_size
 from ..recipe import load_recipe
+from .options import add_cache_dir, cache_dir
 
 
 def add_parser(subparsers: Any) -> None:
@@ -38,13 +38,7 @@ def add_parser(subparsers: Any) -> None:
             f"(default: ${MIRROR_ENV}, else the apt sources of this machine for each suite)"
         ),
     )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="boothkey cache; .debs go to DIR/debs (default: ~/.cache/boothkey or $BOOTHKEY_CACHE)",
-    )
+    add_cache_dir(parser, "the fetched .debs (in DIR/debs)")
     parser.add_argument(
         "--jobs",
         type=_positive_int,
@@ -60,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     lock = load_lock_for(recipe)
     mirrors = mirrors_by_suite(args.mirror, lock.suites)
-    cache_root = deb_cache_dir(args.cache_dir or default_cache_dir())
+    cache_root = deb_cache_dir(cache_dir(args))
     cache = DebCache(cache_root)
     packages = lock.packages
     mode = "quiet" if args.quiet else None
