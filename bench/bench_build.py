@@ -1,6 +1,7 @@
 """Benchmark: boothkey builds against the same tools run directly, in one session.
 
 Figures (no assertions):
+- cold build: empty cache, `build.py fetch` then `build.py build`;
 - warm build: .debs cached, empty step cache (`build.py build` in a subprocess);
 - raw tools: the same mmdebstrap / mksquashfs / veritysetup / dpkg-deb + cpio + zstd /
   objcopy / mkfs.vfat + mcopy / sfdisk + dd work run directly, no boothkey
@@ -267,6 +268,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=PROJECT / "recipes" / "booth.yaml")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--skip-cold", action="store_true", help="no cold build (it downloads every .deb)"
+    )
     args = parser.parse_args()
     recipe_path = args.recipe.resolve()
     subprocess.run(
@@ -282,6 +286,21 @@ def main() -> int:
             (cache / name).symlink_to(default_cache_dir() / name)
         os.environ["BENCH_CACHE"] = str(cache)
         project = private_project(recipe_path, tmp / "project")
+        if not args.skip_cold:
+            # Cold: nothing cached at all, so `fetch` downloads every .deb first.
+            cold_cache = tmp / "cold-cache"
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "build.py", "fetch", "--quiet", "--cache-dir", str(cold_cache),
+                 str(project)],
+                cwd=PROJECT,
+                check=True,
+            )  # fmt: skip
+            fetch_s = time.perf_counter() - start
+            cold = timed_build(project, tmp / "out-cold", cold_cache)
+            figures["cold_fetch_s"] = fetch_s
+            figures["cold_build_s"] = fetch_s + cold["seconds"]
+            shutil.rmtree(cold_cache)
         warm = timed_build(project, tmp / "out", cache)
         figures["warm_build_s"] = warm["seconds"]
         figures["peak_rss_boothkey_mib"] = warm["boothkey_rss_mib"]

@@ -27,7 +27,7 @@ PROJECT = BENCH.parent
 BENCHMARKS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("lock", "bench_lock.py", ("--rounds", "1"), ("--rounds", "1", "--skip-mmdebstrap")),
     ("fetch", "bench_fetch.py", (), ("--skip-apt",)),
-    ("build", "bench_build.py", (), ("--skip-baseline",)),
+    ("build", "bench_build.py", (), ("--skip-baseline", "--skip-cold")),
     ("boot", "bench_boot.py", (), ()),
     ("verify", "bench_verify.py", (), ("--size-mib", "128", "--repeat", "1")),
     ("flash", "bench_flash.py", (), ("--size-mib", "128", "--rounds", "1")),
