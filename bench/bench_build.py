@@ -143,6 +143,8 @@ def raw_tools_build(recipe_path: Path, boothkey_out: Path, work: Path) -> float:
             "--mode=root",
             "--quiet",
             '--aptopt=APT::Sandbox::User "root"',
+            '--setup-hook=for d in bin sbin lib lib64; do mkdir -p "$1/usr/$d" && '
+            'ln -s "usr/$d" "$1/$d"; done',
             "--include=" + ",".join(recipe.packages),
             recipe.distribution.suite,
             str(tree),
@@ -166,6 +168,11 @@ def raw_tools_build(recipe_path: Path, boothkey_out: Path, work: Path) -> float:
             "-all-root",
             "-comp",
             recipe.rootfs.compression,
+            *(
+                ["-Xcompression-level", str(recipe.rootfs.compression_level)]
+                if recipe.rootfs.compression_level is not None
+                else []
+            ),
             "-no-progress",
             "-quiet",
         ]

@@ -345,4 +345,7 @@ def copy_tree(source: Path, destination: Path) -> None:
     """Copy a root filesystem tree keeping owners, modes, devices, hard links and xattrs."""
     if destination.exists():
         raise ValueError(f"{destination}: already exists")
-    run_tool(["cp", "-a", "--", source, destination])
+    # --sparse=never: cp's hole detection costs about 2 s of system time on a 145 MB
+    # root here, and a root filesystem has no sparse files worth keeping sparse (the
+    # bytes, hence the image, are the same either way).
+    run_tool(["cp", "-a", "--sparse=never", "--", source, destination])

@@ -24,6 +24,12 @@ COMPRESSIONS = {"squashfs": ("zstd", "xz", "gzip", "lz4", "lzo"), "erofs": ("lz4
 # mmdebstrap variants whose package set boothkey can lock exactly:
 # essential = Essential:yes closure + packages; extract/custom = packages' closure only.
 VARIANTS = ("essential", "extract", "custom")
+# Compressors whose level can be chosen, with the range the tool accepts.
+COMPRESSION_LEVELS = {
+    ("squashfs", "zstd"): (1, 22),
+    ("squashfs", "gzip"): (1, 9),
+    ("erofs", "lz4hc"): (0, 12),
+}
 # Packages the boot step extracts (never installs): the UKI stub, and the initrd's tools.
 DEFAULT_BOOT_PACKAGES = ("systemd-boot-efi", "busybox-static", "dmsetup")
 DEFAULT_INITRD_MODULES = (
@@ -84,6 +90,7 @@ class RootfsOptions:
     format: str = "squashfs"
     compression: str = "zstd"
     variant: str = "essential"
+    compression_level: int | None = None  # None: the tool's default
 
 
 @dataclass(frozen=True)
@@ -383,7 +390,11 @@ def _files(reader: FieldReader, raw: Any) -> tuple[FileRule, ...]:
 
 
 def _rootfs(reader: FieldReader, raw: Any) -> RootfsOptions:
-    entry = reader.mapping(raw, "rootfs", {"format": False, "compression": False, "variant": False})
+    entry = reader.mapping(
+        raw,
+        "rootfs",
+        {"format": False, "compression": False, "compression_level": False, "variant": False},
+    )
     fmt = reader.choice(entry.get("format", "squashfs"), "rootfs.format", ROOTFS_FORMATS)
     default_compression = COMPRESSIONS.get(fmt, ("zstd",))[0]
     compression = reader.string(entry.get("compression", default_compression), "rootfs.compression")
@@ -393,7 +404,22 @@ def _rootfs(reader: FieldReader, raw: Any) -> RootfsOptions:
             f"{compression!r} is not available for {fmt} (choose: {', '.join(COMPRESSIONS[fmt])})",
         )
     variant = reader.choice(entry.get("variant", "essential"), "rootfs.variant", VARIANTS)
-    return RootfsOptions(fmt, compression, variant)
+    level = entry.get("compression_level")
+    if level is not None:
+        bounds = COMPRESSION_LEVELS.get((fmt, compression))
+        if bounds is None:
+            reader.error("rootfs.compression_level", f"{fmt} {compression} has no level to choose")
+            level = None
+        elif isinstance(level, bool) or not isinstance(level, int):
+            reader.error("rootfs.compression_level", f"expected an integer, got {kind_of(level)}")
+            level = None
+        elif not bounds[0] <= level <= bounds[1]:
+            reader.error(
+                "rootfs.compression_level",
+                f"{level} is outside {bounds[0]}..{bounds[1]} for {fmt} {compression}",
+            )
+            level = None
+    return RootfsOptions(fmt, compression, variant, level)
 
 
 def _boot(reader: FieldReader, raw: Any) -> BootOptions:

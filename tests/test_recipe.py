@@ -184,3 +184,23 @@ def test_update_suites_are_part_of_the_package_set(tmp_path: Path) -> None:
         "distribution: {suite: bookworm, updates: [bookworm-security]}",
     )
     assert load_recipe(write(tmp_path, with_updates)).package_set_digest() != base
+
+
+def test_compression_level_is_checked_against_the_compressor(tmp_path: Path) -> None:
+    good = load_recipe(
+        write(tmp_path, MINIMAL + "rootfs: {compression: zstd, compression_level: 9}\n")
+    )
+    assert good.rootfs.compression_level == 9
+    assert load_recipe(write(tmp_path, MINIMAL)).rootfs.compression_level is None
+    cases = {
+        "rootfs: {compression: xz, compression_level: 5}\n": "squashfs xz has no level to choose",
+        "rootfs: {compression: zstd, compression_level: 23}\n": "23 is outside 1..22",
+        "rootfs: {compression: zstd, compression_level: '9'}\n": "expected an integer",
+        "rootfs: {format: erofs, compression: lz4hc, compression_level: 13}\n": "outside 0..12",
+    }
+    for extra, message in cases.items():
+        (problem,) = problems_of(write(tmp_path, MINIMAL + extra))
+        assert problem.startswith("recipes/mini.yaml: rootfs.compression_level: ") or (
+            "rootfs.compression_level: " in problem
+        )
+        assert message in problem

@@ -206,6 +206,15 @@ def test_squashfs_output_does_not_depend_on_processor_count(tmp_path: Path) -> N
     assert ours.read_bytes() == single.read_bytes()
 
 
+@needs_root
+def test_squashfs_compression_level_reaches_mksquashfs(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "t") / "tree"
+    for level in (3, 19):
+        make_squashfs(tree, tmp_path / f"level{level}.img", "zstd", EPOCH, level)
+        superblock = run_tool(["unsquashfs", "-s", tmp_path / f"level{level}.img"]).stdout
+        assert f"compression-level {level}".encode() in superblock
+
+
 def verity_of(tmp_path: Path, where: str) -> tuple[StepOutput, StepOutput]:
     rootimage = build_rootimage(tmp_path, "squashfs", "zstd", where)
     ctx = make_ctx(tmp_path / where, make_recipe(tmp_path))

@@ -30,7 +30,9 @@ def pad_to_block(path: Path, block: int = BLOCK_SIZE) -> int:
     return padded
 
 
-def make_squashfs(tree: Path, image: Path, compression: str, epoch: int) -> None:
+def make_squashfs(
+    tree: Path, image: Path, compression: str, epoch: int, level: int | None = None
+) -> None:
     """Pack `tree` into a squashfs at `image` with fixed times and owners."""
     # run_tool never passes SOURCE_DATE_EPOCH on, which matters here: mksquashfs
     # refuses it together with the explicit -mkfs-time/-all-time flags.
@@ -48,17 +50,20 @@ def make_squashfs(tree: Path, image: Path, compression: str, epoch: int) -> None
             "-all-root",
             "-comp",
             compression,
+            *(["-Xcompression-level", str(level)] if level is not None else []),
             "-no-progress",
             "-quiet",
         ]
     )
 
 
-def make_erofs(tree: Path, image: Path, compression: str, epoch: int, uuid: str) -> None:
+def make_erofs(
+    tree: Path, image: Path, compression: str, epoch: int, uuid: str, level: int | None = None
+) -> None:
     """Pack `tree` into an erofs at `image` with fixed times, owners and UUID."""
     argv: list[str | Path] = ["mkfs.erofs"]
     if compression != "none":
-        argv.append(f"-z{compression}")
+        argv.append(f"-z{compression}" + (f",{level}" if level is not None else ""))
     argv += [f"-T{epoch}", "--ignore-mtime", f"-U{uuid}", "--all-root", "--quiet", image, tree]
     run_tool(argv)
 
@@ -74,6 +79,7 @@ class RootImageStep:
         return {
             "format": fmt,
             "compression": ctx.recipe.rootfs.compression,
+            "compression_level": ctx.recipe.rootfs.compression_level,
             "tool": {package: package_version(package)},
         }
 
@@ -83,13 +89,14 @@ class RootImageStep:
             raise BuildError(f"step rootimage: the overlay step produced no tree at {tree}")
         fmt = ctx.recipe.rootfs.format
         compression = ctx.recipe.rootfs.compression
+        level = ctx.recipe.rootfs.compression_level
         image = out / "root.img"
         ctx.report(f"packing the root filesystem ({fmt}, {compression})")
         if fmt == "squashfs":
-            make_squashfs(tree, image, compression, ctx.source_date_epoch)
+            make_squashfs(tree, image, compression, ctx.source_date_epoch, level)
         elif fmt == "erofs":
             uuid = derive_uuid("erofs-root", inputs["overlay"].content_digest)
-            make_erofs(tree, image, compression, ctx.source_date_epoch, uuid)
+            make_erofs(tree, image, compression, ctx.source_date_epoch, uuid, level)
         else:
             raise BuildError(f"step rootimage: unknown root filesystem format {fmt!r}")
         size = pad_to_block(image)
