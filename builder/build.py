@@ -67,8 +67,7 @@ def build_image(
     """Build the recipe's image into `out_dir`, reusing cached steps from `cache_dir`."""
     lock = lock or load_lock_for(recipe)
     debs = DebCache(deb_cache_dir(cache_dir))
-    for package in lock.packages:  # fail before any work if a package is missing or damaged
-        debs.verified_path(package)
+    debs.require_present(lock.packages)  # fail before any work; content is verified on use
     steps_cache = StepCache(step_cache_dir(cache_dir))
     planned = plan(recipe)
     with tempfile.TemporaryDirectory(prefix="boothkey-build-") as scratch:

@@ -37,7 +37,7 @@ from .tools import require_tool, tool_env
 
 NOASSERTION = "NOASSERTION"
 # Bump when what is cached per .deb changes shape, so old entries are not misread.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: the declared licence is kept too, so no build re-parses DEP-5
 
 # Debian short licence names (https://dep-team.pages.debian.net/deps/dep5/#license-short-name)
 # and a few common spellings, lower-cased, with their SPDX identifiers. Only names whose
@@ -204,6 +204,13 @@ class DocEntry:
 
     copyright: str | None
     doc_link: str | None
+    # The licence the DEP-5 header or "Files: *" paragraph declares (None: no copyright
+    # file, or not DEP-5); parsed once, when the entry is read from the .deb.
+    declared: str | None = None
+
+    @classmethod
+    def parsed(cls, copyright: str | None, doc_link: str | None) -> DocEntry:
+        return cls(copyright, doc_link, main_licence(copyright) if copyright else None)
 
 
 def read_doc_entry(deb: Path, package: str) -> DocEntry:
@@ -240,22 +247,30 @@ def read_doc_entry(deb: Path, package: str) -> DocEntry:
     if proc.returncode != 0:
         detail = stderr.decode(errors="replace").strip()
         raise BuildError(f"{deb}: dpkg-deb cannot read package {package}: {detail}")
-    return DocEntry(copyright_text, doc_link)
+    return DocEntry.parsed(copyright_text, doc_link)
 
 
-def cached_doc_entry(pkg: LockedPackage, deb: Path, cache_dir: Path | None) -> DocEntry:
-    """`read_doc_entry`, remembered under `cache_dir` by the .deb's sha256."""
+def cached_doc_entry(
+    pkg: LockedPackage, deb_path: Callable[[LockedPackage], Path], cache_dir: Path | None
+) -> DocEntry:
+    """`read_doc_entry`, remembered under `cache_dir` by the .deb's sha256 (so the
+    verified .deb is only read, through `deb_path`, the first time)."""
     if cache_dir is None:
-        return read_doc_entry(deb, pkg.name)
+        return read_doc_entry(deb_path(pkg), pkg.name)
     entry_path = cache_dir / pkg.sha256[:2] / f"{pkg.sha256}.{pkg.name}.json"
     try:
         raw: Any = json.loads(entry_path.read_bytes())
         if raw.get("format") == _CACHE_FORMAT:
-            return DocEntry(raw["copyright"], raw["doc_link"])
+            return DocEntry(raw["copyright"], raw["doc_link"], raw["declared"])
     except (OSError, ValueError, AttributeError, KeyError):
         pass  # absent or damaged: read the .deb again
-    entry = read_doc_entry(deb, pkg.name)
-    record = {"format": _CACHE_FORMAT, "copyright": entry.copyright, "doc_link": entry.doc_link}
+    entry = read_doc_entry(deb_path(pkg), pkg.name)
+    record = {
+        "format": _CACHE_FORMAT,
+        "copyright": entry.copyright,
+        "doc_link": entry.doc_link,
+        "declared": entry.declared,
+    }
     write_atomic(entry_path, canonical_json(record))
     return entry
 
@@ -263,7 +278,7 @@ def cached_doc_entry(pkg: LockedPackage, deb: Path, cache_dir: Path | None) -> D
 def _licence_from_entry(package: str, entry: DocEntry) -> PackageLicence:
     if entry.copyright is None:
         return PackageLicence(package, "", NOASSERTION, (), "no copyright file in the package")
-    declared = main_licence(entry.copyright)
+    declared = entry.declared
     if declared is None:
         return PackageLicence(
             package, "", NOASSERTION, (), "copyright file is not in the DEP-5 format"
@@ -287,7 +302,7 @@ def package_licences(
     chosen = sorted(packages, key=lambda p: (p.name, p.architecture))
     # dpkg-deb does the decompressing in its own process, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        found = pool.map(lambda pkg: cached_doc_entry(pkg, deb_path(pkg), cache_dir), chosen)
+        found = pool.map(lambda pkg: cached_doc_entry(pkg, deb_path, cache_dir), chosen)
         entries = {pkg.name: entry for pkg, entry in zip(chosen, found, strict=True)}
     licences: dict[str, PackageLicence] = {}
     for name, entry in entries.items():

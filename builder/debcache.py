@@ -15,7 +15,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,27 @@ class DebCache:
                 f"run build.py fetch RECIPE"
             )
         return result.path
+
+    def require_present(self, packages: Iterable[LockedPackage]) -> None:
+        """Raise `InputError` naming every package whose file is absent or of the wrong
+        size: a cheap check before a build starts. Content is checked on use, by
+        `verified_path`, so a build never reads bytes it has not verified."""
+        absent = []
+        for pkg in packages:
+            try:
+                ok = self.path(pkg.sha256).stat().st_size == pkg.size
+            except FileNotFoundError:
+                ok = False
+            if not ok:
+                absent.append(f"{pkg.name} {pkg.version}")
+        if absent:
+            shown = ", ".join(absent[:8]) + (
+                f" and {len(absent) - 8} more" if len(absent) > 8 else ""
+            )
+            raise InputError(
+                f"{len(absent)} locked package(s) not in the cache ({shown}); "
+                "run build.py fetch RECIPE"
+            )
 
     @contextlib.contextmanager
     def temp_path(self, pkg: LockedPackage) -> Iterator[Path]:

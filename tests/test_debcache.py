@@ -182,3 +182,18 @@ def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
         assert fresh.exists()
     assert final.exists()
     assert DebCache(tmp_path / "empty").remove_stale_temp_files() == 0
+
+
+def test_require_present_names_absent_and_truncated_packages(tmp_path: Path) -> None:
+    cache = DebCache(tmp_path)
+    here, short = locked(name="here"), locked(b"x" * 10, name="short")
+    gone = locked(b"never fetched", name="gone")
+    put(cache, here, CONTENT)
+    put(cache, short, b"x" * 10)
+    cache.path(short.sha256).write_bytes(b"x" * 5)  # truncated after it was stored
+    cache.require_present([here])
+    with pytest.raises(InputError) as caught:
+        cache.require_present([here, gone, short])
+    message = caught.value.message
+    assert message.startswith("2 locked package(s) not in the cache (gone 1.0-1, short 1.0-1)")
+    assert "run build.py fetch" in message
