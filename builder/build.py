@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .canonical import sha256_file, sha256_json
-from .compare import FILE_LIST_STEP, write_file_list
+from .compare import FILE_LIST_NAME, FILE_LIST_STEP
 from .debcache import DebCache
 from .errors import BuildError
 from .fsutil import atomic_path
@@ -99,8 +99,8 @@ def build_image(
     manifest["files"] = {
         "file": files_name,
         "step": FILE_LIST_STEP,
-        "sha256": write_file_list(
-            results[FILE_LIST_STEP].output.path / "tree", out_dir / files_name
+        "sha256": copy_output(
+            results[FILE_LIST_STEP].output.path / FILE_LIST_NAME, out_dir / files_name
         ),
     }
     # SPDX SBOM and SLSA provenance beside the image, pinned in the manifest by digest.
@@ -108,6 +108,13 @@ def build_image(
     manifest_path = out_dir / f"{recipe.name}.manifest.json"
     write_manifest(manifest_path, manifest)
     return BuildResult(image_path, manifest_path, results, manifest)
+
+
+def copy_output(source: Path, target: Path) -> str:
+    """Copy a (verified) step output file to `target` atomically; return its sha256."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+        return sha256_file(tmp)
 
 
 def make_manifest(

@@ -22,6 +22,8 @@ from .treedigest import tree_listing
 FILE_LIST_FORMAT = 1
 # The step whose output tree is the root filesystem that goes into the image.
 FILE_LIST_STEP = "overlay"
+# Where that step keeps the file list, beside its `tree/`.
+FILE_LIST_NAME = "files.json"
 # How many differing files the text report names before summarising the rest.
 SHOWN_FILES = 40
 _ENTRY_KEYS = ("type", "mode", "uid", "gid", "size", "sha256", "target", "device", "mtime")

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..compare import FILE_LIST_NAME, file_list_bytes
 from ..errors import BuildError, InputError
+from ..fsutil import write_atomic
 from ..normalize import normalize_tree
 from ..overlay import apply_file_rules, apply_overlay, copy_tree, overlay_digest
 from ..recipe import Recipe
@@ -85,6 +87,9 @@ class OverlayStep:
             keep={*written, *ruled},
             forbidden=[str(ctx.scratch), str(out), *(str(p) for p in recipe.overlays)],
         )
+        # The published file list is made here, once: a cached overlay output (verified
+        # on every use) then carries it, and a no-change rebuild need not list the tree.
+        write_atomic(out / FILE_LIST_NAME, file_list_bytes(tree))
         return {
             "overlay_files": sorted(set(written)),
             "file_rules": ruled,
