@@ -193,6 +193,10 @@ def test_real_initrd_is_reproducible_and_its_init_parses(
     names = {str(entry["name"]) for entry in cpio_entries(outputs[0])}
     assert {"bin/busybox", "bin/dmsetup", "lib/modules/boothkey/dm_verity.ko"} <= names
     assert not list((tmp_path / "one" / "scratch").iterdir())  # staging removed
+    # Beside the initrd: the kernel image its modules were built for, from the same package.
+    vmlinuz = (tmp_path / "one" / "out" / "vmlinuz").read_bytes()
+    assert vmlinuz[:2] == b"MZ" and len(vmlinuz) > 4 * 2**20
+    assert f"{info['kernel_version']} (debian-kernel".encode() in vmlinuz
     # The init script parses with the busybox it will run under.
     busybox = extract_file(tmp_path / "two/out/initrd.img", "bin/busybox", tmp_path / "x")
     syntax = subprocess.run([str(busybox), "sh", "-n", str(INIT_SCRIPT)], capture_output=True)

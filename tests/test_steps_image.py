@@ -500,6 +500,11 @@ def test_uki_from_real_debs(tmp_path: Path, real_boot_debs: dict[str, Path]) -> 
         initrd = base / "initrd"
         initrd.mkdir(parents=True)
         (initrd / "initrd.img").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(4096))
+        kernel_tree = base / "kernel"
+        subprocess.run(["dpkg-deb", "-x", real_boot_debs[kernel_name], kernel_tree], check=True)
+        (initrd / "vmlinuz").write_bytes(
+            next((kernel_tree / "boot").glob("vmlinuz-*")).read_bytes()
+        )
         inputs = {
             "verity": given("verity", base, verity_info),
             "initrd": given("initrd", initrd, {"kernel_version": kernel_name[12:]}),
@@ -515,9 +520,7 @@ def test_uki_from_real_debs(tmp_path: Path, real_boot_debs: dict[str, Path]) -> 
     cmdline = read_section(uki, ".cmdline").decode()
     assert cmdline == first.info["cmdline"] == (first.path / "cmdline.txt").read_text()
     assert f"boothkey.roothash={'12' * 32}" in cmdline
-    kernel_tree = tmp_path / "kernel"
-    subprocess.run(["dpkg-deb", "-x", real_boot_debs[kernel_name], kernel_tree], check=True)
-    vmlinuz = next((kernel_tree / "boot").glob("vmlinuz-*"))
+    vmlinuz = next((tmp_path / "a" / "kernel" / "boot").glob("vmlinuz-*"))
     assert read_section(uki, ".linux") == vmlinuz.read_bytes()
     assert read_section(uki, ".osrel").startswith(b'NAME="boothkey-demo"')
     image = read_pe(uki)
@@ -555,10 +558,16 @@ def _fake_boot_debs(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def _uki_inputs(tmp_path: Path, initrd_kernel: str) -> dict[str, StepOutput]:
+def _uki_inputs(
+    tmp_path: Path, initrd_kernel: str, kernel: bytes | None = b"MZ" * 5000
+) -> dict[str, StepOutput]:
+    """Verity and initrd outputs as the steps leave them; the initrd step keeps the
+    matching kernel image beside the initrd (`kernel=None`: it did not)."""
     initrd = tmp_path / "initrd"
     initrd.mkdir()
     (initrd / "initrd.img").write_bytes(b"initrd")
+    if kernel is not None:
+        (initrd / "vmlinuz").write_bytes(kernel)
     verity_info = {"root_hash": "ab" * 32, "salt": "01", "data_blocks": 1}
     return {
         "verity": given("verity", tmp_path, verity_info),
@@ -580,12 +589,12 @@ def test_uki_step_with_stand_in_packages(tmp_path: Path) -> None:
     assert list(ctx.scratch.iterdir()) == []  # extracted packages are cleaned up
 
 
-def test_uki_step_refuses_an_initrd_for_another_kernel(tmp_path: Path) -> None:
+def test_uki_step_needs_the_initrd_steps_kernel_image(tmp_path: Path) -> None:
     debs = _fake_boot_debs(tmp_path)
     lock = make_lock(tuple(locked(name) for name in sorted(debs)))
     ctx = make_ctx(tmp_path, make_recipe(tmp_path), lock, debs)
-    with pytest.raises(BuildError, match=r"initrd was built for kernel 9\.9\.9-2-amd64"):
-        run_step(UkiStep(), ctx, _uki_inputs(tmp_path, "9.9.9-2-amd64"), tmp_path / "uki")
+    with pytest.raises(BuildError, match="the initrd step produced no kernel image"):
+        run_step(UkiStep(), ctx, _uki_inputs(tmp_path, "9.9.9-1-amd64", None), tmp_path / "uki")
 
 
 def test_uki_step_names_a_missing_stub_package(tmp_path: Path) -> None:

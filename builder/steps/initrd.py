@@ -31,6 +31,8 @@ INIT_SCRIPT = Path(__file__).resolve().parent.parent / "initrd" / "init.sh"
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 DMSETUP_PATHS = ("/sbin/dmsetup", "/usr/sbin/dmsetup")
 MODULE_DIR = "lib/modules/boothkey"
+# The step's second output: the kernel image matching the initrd's modules.
+KERNEL_IMAGE = "vmlinuz"
 # Directories /init mounts on or needs before busybox installs its applets.
 SKELETON_DIRS = ("bin", "dev", "lib/modules/boothkey", "newroot", "proc", "run", "sys")
 ZSTD_LEVEL = 19
@@ -65,6 +67,9 @@ class InitrdStep:
             image = work / "initrd"
             contents = assemble_initrd_tree(staging, image, ctx.recipe.boot.initrd_modules)
             data = pack_initrd(image, ctx.source_date_epoch)
+            # The kernel these modules belong to, for the UKI: one unpacking of the
+            # kernel package serves both, so they cannot disagree.
+            copy_kernel_image(staging, contents.kernel_version, out / KERNEL_IMAGE)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         write_atomic(out / "initrd.img", data)
@@ -79,6 +84,18 @@ class InitrdStep:
             "sha256": sha256_bytes(data),
             "size": len(data),
         }
+
+
+def copy_kernel_image(staging: Path, kernel_version: str, target: Path) -> None:
+    """Copy /boot/vmlinuz-KERNEL_VERSION from the unpacked boot packages to `target`."""
+    found = staging / "boot" / f"vmlinuz-{kernel_version}"
+    if not found.is_file():
+        raise BuildError(
+            f"the kernel package ships modules for {kernel_version} but no /boot/vmlinuz-"
+            f"{kernel_version}"
+        )
+    shutil.copyfile(found, target)
+    target.chmod(0o644)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ..pe import normalise_pe, read_pe
 from ..recipe import Recipe
 from ..tools import package_version, run_tool
 from .base import BuildContext, StepOutput
+from .initrd import KERNEL_IMAGE
 
 STUB_PACKAGE = "systemd-boot-efi"
 STUB_PATH = "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
@@ -186,21 +187,12 @@ class UkiStep:
             stub_file = stub / STUB_PATH
             if not stub_file.is_file():
                 raise InputError(f"{STUB_PACKAGE}: the package ships no /{STUB_PATH}")
-            kernel_pkg = kernel_package(ctx.lock)
-            kernel_root = self._extract(ctx, kernel_pkg, work / "kernel", "boot")
-            kernels = sorted((kernel_root / "boot").glob("vmlinuz-*"))
-            if len(kernels) != 1:
-                raise InputError(
-                    f"{kernel_pkg.name} {kernel_pkg.version}: expected one /boot/vmlinuz-*, "
-                    f"found {len(kernels)}"
-                )
-            kernel_version = kernels[0].name.removeprefix("vmlinuz-")
-            initrd_kernel = inputs["initrd"].info.get("kernel_version")
-            if initrd_kernel is not None and initrd_kernel != kernel_version:
-                raise BuildError(
-                    f"step uki: the initrd was built for kernel {initrd_kernel}, "
-                    f"but {kernel_pkg.name} ships {kernel_version}"
-                )
+            # The initrd step unpacked the kernel package for its modules and keeps the
+            # matching kernel image beside the initrd.
+            kernel = inputs["initrd"].path / KERNEL_IMAGE
+            kernel_version = inputs["initrd"].info.get("kernel_version")
+            if not kernel.is_file() or not isinstance(kernel_version, str):
+                raise BuildError("step uki: the initrd step produced no kernel image")
             (work / "cmdline.txt").write_text(cmdline, encoding="utf-8")
             (work / "os-release").write_text(os_release(ctx.recipe), encoding="utf-8")
             ctx.report(f"assembling the UKI (kernel {kernel_version})")
@@ -210,7 +202,7 @@ class UkiStep:
                     ".osrel": work / "os-release",
                     ".cmdline": work / "cmdline.txt",
                     ".initrd": initrd,
-                    ".linux": kernels[0],
+                    ".linux": kernel,
                 },
                 out / "BOOTX64.EFI",
                 ctx.source_date_epoch,
