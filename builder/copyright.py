@@ -39,7 +39,7 @@ NOASSERTION = "NOASSERTION"
 # Bump when what is cached per .deb changes shape, so old entries are not misread.
 _CACHE_FORMAT = 2  # 2: the declared licence is kept too, so no build re-parses DEP-5
 
-# Debian short licence names (https://dep-team.pages.debian.net/deps/dep5/#license-short-name)
+# Debian short licence names (DEP-5, "License short name")
 # and a few common spellings, lower-cased, with their SPDX identifiers. Only names whose
 # meaning is unambiguous are here; everything else becomes a LicenseRef.
 DEBIAN_TO_SPDX: dict[str, str] = {
