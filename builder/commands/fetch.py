@@ -9,11 +9,11 @@ from ..debcache import DebCache
 from ..fetch import DEFAULT_JOBS, fetch_packages
 from ..fetcher import RequestsFetcher
 from ..lockfile import load_lock_for
-from ..mirrors import MIRROR_ENV, mirrors_by_suite
+from ..mirrors import mirrors_by_suite
 from ..paths import deb_cache_dir
 from ..progress import Progress, format_size
 from ..recipe import load_recipe
-from .options import add_cache_dir, cache_dir
+from .options import add_cache_dir, add_mirror, cache_dir
 
 
 def add_parser(subparsers: Any) -> None:
@@ -27,17 +27,7 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("recipe", help="recipe file, e.g. recipes/booth.yaml (its lock must exist)")
-    parser.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="[SUITE=]URL",
-        help=(
-            "a Debian mirror: http(s):// or file:// URL, or a local directory; repeat to "
-            "try several in order; with SUITE= only for the packages of that suite "
-            f"(default: ${MIRROR_ENV}, else the apt sources of this machine for each suite)"
-        ),
-    )
+    add_mirror(parser)
     add_cache_dir(parser, "the fetched .debs (in DIR/debs)")
     parser.add_argument(
         "--jobs",

@@ -9,9 +9,10 @@ from typing import Any
 from ..fetcher import RequestsFetcher, describe_url
 from ..lockfile import write_lock
 from ..locking import lock_recipe, shown_path
-from ..mirrors import MIRROR_ENV, mirrors_by_suite
+from ..mirrors import mirrors_by_suite
 from ..progress import format_size
 from ..recipe import load_recipe
+from .options import add_mirror
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,17 +27,7 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("recipe", help="the recipe YAML file")
-    parser.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="[SUITE=]URL",
-        help=(
-            "Debian mirror URL or local directory, tried in order (repeatable); with "
-            "SUITE= only for that suite (e.g. bookworm-security=URL), else for every suite; "
-            f"default: ${MIRROR_ENV}, else the machine's apt sources for each suite"
-        ),
-    )
+    add_mirror(parser)
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds per network read (default 30)"
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from ..mirrors import MIRROR_ENV
 from ..paths import default_cache_dir
 
 _CACHE_DEFAULT = "default: $BOOTHKEY_CACHE, else ~/.cache/boothkey"
@@ -48,4 +50,20 @@ def add_signing_key(parser: argparse.ArgumentParser) -> None:
         "--private-dir",
         type=Path,
         help="private key directory (default: $XDG_CONFIG_HOME/boothkey/keys)",
+    )
+
+
+def add_mirror(parser: Any, use: str = "") -> None:
+    """`--mirror [SUITE=]URL`, repeatable; `use` says what the command takes from it."""
+    parser.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="[SUITE=]URL",
+        help=(
+            f"{use}a Debian mirror: http(s):// or file:// URL, or a local directory; "
+            "repeat to try several in order; with SUITE= (e.g. bookworm-security=URL) only "
+            f"for that suite (default: ${MIRROR_ENV}, else this machine's apt sources for "
+            "each suite)"
+        ),
     )

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED
 from ..manifest import read_manifest
-from ..mirrors import MIRROR_ENV
 from ..rebuild import rebuild_and_compare
+from .options import add_mirror
 
 
 def add_parser(subparsers: Any) -> None:
@@ -37,16 +37,7 @@ def add_parser(subparsers: Any) -> None:
         type=Path,
         help="the source bundle (NAME-VERSION-source.tar or its directory); no network used",
     )
-    source.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="URL",
-        help=(
-            "take the recipe from this checkout and the .debs from this mirror (repeatable; "
-            f"default: ${MIRROR_ENV}, else the apt sources of this machine)"
-        ),
-    )
+    add_mirror(source, "take the recipe from this checkout and the .debs from ")
     parser.add_argument(
         "--recipe",
         type=Path,
