@@ -9,8 +9,12 @@ are read this way.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any, TypeVar
+
+from .errors import InputError
 
 T = TypeVar("T")
 
@@ -117,3 +121,15 @@ class FieldReader:
         if text and text not in choices:
             self.error(where, f"{text!r} is not one of: {', '.join(choices)}")
         return text
+
+
+def read_json_file(path: Path, what: str, missing_hint: str = "") -> Any:
+    """Parsed JSON of `path`; `InputError` naming the file (and `what` it should be)
+    when it is absent or not JSON. `missing_hint` follows "no such ..." (e.g. how to
+    make it)."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no {what}{missing_hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable JSON {what}: {exc}") from exc

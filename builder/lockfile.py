@@ -10,7 +10,6 @@ unchanged archive is byte-identical.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from .canonical import pretty_json, sha256_json
 from .errors import InputError, ValidationErrors
 from .fsutil import write_atomic
-from .jsonfields import FieldReader
+from .jsonfields import FieldReader, read_json_file
 from .recipe import Recipe
 
 # 2: one archive per suite ("archives", "base_suite") and a "suite" per package.
@@ -149,12 +148,7 @@ def write_lock(lock: Lock, path: Path) -> None:
 
 def read_lock(path: Path) -> Lock:
     """Read and validate a lock file; every problem is named with its path."""
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no lock file; run `build.py lock` on the recipe first") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable JSON lock file: {exc}") from exc
+    raw = read_json_file(path, "lock file", "; run `build.py lock` on the recipe first")
     return parse_lock(raw, str(path))
 
 

@@ -6,7 +6,6 @@ is kept (`Manifest.raw`) because signatures cover its exact canonical bytes.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 from .canonical import canonical_json
 from .errors import InputError, ValidationErrors
 from .fsutil import write_atomic
-from .jsonfields import FieldReader
+from .jsonfields import FieldReader, read_json_file
 
 MANIFEST_FORMAT = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -76,13 +75,7 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(path: Path) -> Manifest:
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such manifest") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable JSON manifest: {exc}") from exc
-    return parse_manifest(raw, str(path))
+    return parse_manifest(read_json_file(path, "manifest"), str(path))
 
 
 def parse_manifest(raw: Any, shown: str) -> Manifest:
