@@ -39,6 +39,9 @@ DEFAULT_INITRD_MODULES = (
     "xhci_pci",
     "xhci_hcd",
     "ehci_pci",
+    # Older machines' USB 1.1 controllers (keyboards on some booth PCs).
+    "ohci_pci",
+    "uhci_hcd",
     "usb_storage",
     "uas",
     "sd_mod",
@@ -48,6 +51,8 @@ DEFAULT_INITRD_MODULES = (
     "dm_verity",
     "usbhid",
     "hid_generic",
+    # USB printers (/dev/usb/lp0) for the ballot: nothing loads modules after the initrd.
+    "usblp",
 )
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
