@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from archive_factory import FIXED_EPOCH, make_deb
+from debian.copyright import Header
 
 from builder.canonical import sha256_file
 from builder.lockfile import ArchiveInfo, Lock, LockedPackage
@@ -21,8 +22,11 @@ PYSPDXTOOLS = shutil.which("pyspdxtools") or str(
     Path(__file__).resolve().parent.parent / ".venv" / "bin" / "pyspdxtools"
 )
 
-DEP5_GPL = b"""Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: alpha
+# The DEP-5 Format line exactly as python-debian writes it for a new copyright header.
+DEP5_FORMAT = f"Format: {Header().format}\n".encode()
+DEP5_GPL = (
+    DEP5_FORMAT
+    + b"""Upstream-Name: alpha
 
 Files: *
 Copyright: 2020 Someone
@@ -35,9 +39,12 @@ License: MIT
 License: GPL-2+
  The GPL text.
 """
-DEP5_HEADER_ONLY = b"""Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-License: Expat
+)
+DEP5_HEADER_ONLY = (
+    DEP5_FORMAT
+    + b"""License: Expat
 """
+)
 FREE_FORM = b"""This package was debianized by someone in 1999.
 It is licensed under the GNU GPL; see /usr/share/common-licenses/GPL.
 """
