@@ -6,7 +6,7 @@ security data directory at it and updates the header CheckSum. Nothing else
 changes, so `attach_signature(unsigned, certificate_table(signed)) == signed`:
 an observer who rebuilds the unsigned UKI and takes the published table gets
 the published bytes exactly. The PKCS#7 signingTime is pinned to
-SOURCE_DATE_EPOCH (faketime) so signing the same UKI with the same key twice
+SOURCE_DATE_EPOCH (libfaketime) so signing the same UKI with the same key twice
 gives the same bytes.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import BuildError, InputError
 from .pe import SECURITY_DIRECTORY, parse_pe_headers, pe_checksum_bytes
-from .tools import run_tool
+from .tools import faketime_env, run_tool
 
 _WIN_CERT_REVISION_2 = 0x0200
 _WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
@@ -89,13 +89,10 @@ def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_t
     `key` must be an unencrypted PEM private key (sbsign can only prompt for a passphrase).
     """
     frozen = datetime.datetime.fromtimestamp(signing_time, datetime.UTC)
-    # `-f "YYYY-mm-dd HH:MM:SS"` freezes the clock; `faketime DATE` only starts it at DATE
-    # and lets it tick, so two signatures could straddle a second and differ.
+    # A bare "YYYY-mm-dd HH:MM:SS" freezes the clock; "@DATE" would only start it there
+    # and let it tick, so two signatures could straddle a second and differ.
     run_tool(
         [
-            "faketime",
-            "-f",
-            frozen.strftime("%Y-%m-%d %H:%M:%S"),
             "sbsign",
             "--key",
             key,
@@ -104,7 +101,8 @@ def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_t
             "--output",
             output,
             unsigned,
-        ]
+        ],
+        env=faketime_env(frozen.strftime("%Y-%m-%d %H:%M:%S")),
     )
 
 

@@ -42,6 +42,20 @@ HOST_TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# libfaketime, preloaded directly: the `faketime` wrapper names a POSIX semaphore after
+# its own PID and fails ("sem_open: File exists") when a killed earlier run left one
+# behind for a PID that is now reused.
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def faketime_env(spec: str) -> dict[str, str]:
+    """Environment that runs a tool under libfaketime's `spec` (FAKETIME syntax:
+    "YYYY-mm-dd HH:MM:SS" frozen, "@..." ticking from there, "+1y" an offset)."""
+    if not os.path.exists(LIBFAKETIME):
+        raise ToolError(f"{LIBFAKETIME} is missing (Debian package faketime); run ./setup")
+    return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": spec}
+
+
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(BASE_ENV)
     if extra:

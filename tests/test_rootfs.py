@@ -37,7 +37,6 @@ from builder.steps.rootfs import (
 )
 from builder.treedigest import tree_digest, tree_listing
 
-FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap --mode=root needs root")
 
 
@@ -292,7 +291,7 @@ def test_real_essential_variant_is_exact_and_independent_of_time_zone_and_direct
 
     info = run_rootfs(first, tmp_path / "one" / "rootfs")
     # The second build runs its tools a year later, in another time zone.
-    monkeypatch.setitem(tools.BASE_ENV, "LD_PRELOAD", FAKETIME_LIBRARY)
+    monkeypatch.setitem(tools.BASE_ENV, "LD_PRELOAD", tools.LIBFAKETIME)
     monkeypatch.setitem(tools.BASE_ENV, "FAKETIME", "@2027-03-01 10:00:00")
     monkeypatch.setitem(tools.BASE_ENV, "FAKETIME_DONT_FAKE_MONOTONIC", "1")
     monkeypatch.setitem(tools.BASE_ENV, "TZ", "Asia/Tokyo")
