@@ -20,12 +20,14 @@ from .errors import InputError, ValidationErrors
 from .fsutil import write_atomic
 from .jsonfields import FieldReader, read_json_file
 from .recipe import Recipe
+from .toolset import TOOL_PACKAGES, TOOLS_SET
 
 # 2: one archive per suite ("archives", "base_suite") and a "suite" per package.
 LOCK_FORMAT = 2
-# Which part of the image a package is for: installed into the root filesystem,
-# or extracted by the boot step (kernel, UKI stub, initrd tools).
-PACKAGE_SETS = ("rootfs", "boot")
+# Which part of the build a package is for: installed into the root filesystem,
+# extracted by the boot steps (kernel, UKI stub, initrd tools), or unpacked into
+# the tools tree every byte-producing program runs from (builder/toolset.py).
+PACKAGE_SETS = ("rootfs", "boot", TOOLS_SET)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -139,6 +141,13 @@ class Lock:
                 f"{lock_path}: does not match {recipe.path.name} any more (the distribution, "
                 f"packages, kernel, boot packages or rootfs variant changed since it was locked); "
                 f"run `build.py lock {recipe.path}` again"
+            )
+        tools = {p.name for p in self.in_set(TOOLS_SET)}
+        missing = [name for name in TOOL_PACKAGES if name not in tools]
+        if missing:
+            raise InputError(
+                f"{lock_path}: the tools set lacks {', '.join(missing)} (this boothkey builds "
+                f"with tools from the lock); run `build.py lock {recipe.path}` again"
             )
 
 

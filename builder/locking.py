@@ -13,6 +13,7 @@ from .fetcher import Fetcher
 from .lockfile import ArchiveInfo, Lock, LockedPackage
 from .recipe import Recipe
 from .resolver import PackageUniverse, Resolution, Root, resolve
+from .toolset import TOOL_PACKAGES, TOOLS_SET
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ def boot_roots(recipe: Recipe) -> list[Root]:
     return roots
 
 
+def tools_roots(universe: PackageUniverse) -> list[Root]:
+    """What the tools tree unpacks: the Essential set plus `toolset.TOOL_PACKAGES`."""
+    roots = [Root(name, "Essential: yes (tools)") for name in universe.essential()]
+    roots.extend(Root(name, f"boothkey's build tools: {name}") for name in TOOL_PACKAGES)
+    return roots
+
+
 def merge_indexes(indexes: Sequence[ArchiveIndex]) -> list[PackageRecord]:
     """The packages of every index, as one universe.
 
@@ -80,12 +88,13 @@ def merge_indexes(indexes: Sequence[ArchiveIndex]) -> list[PackageRecord]:
 
 
 def resolve_sets(recipe: Recipe, *indexes: ArchiveIndex) -> tuple[LockedPackage, ...]:
-    """Both package sets as locked packages sorted by (name, architecture).
+    """The three package sets as locked packages sorted by (name, architecture).
 
     `indexes` are the base suite's then the update suites' (see `merge_indexes`).
-    The boot set prefers packages the rootfs set already chose, so a package in
-    both has one version and `sets == ("boot", "rootfs")`. Every problem of both
-    sets is raised at once (`ValidationErrors`).
+    The boot set prefers packages the rootfs set already chose, and the tools set
+    those of both, so a package in several has one version and `sets` names each
+    (e.g. `("boot", "rootfs", "tools")`). Every problem of every set is raised at
+    once (`ValidationErrors`).
     """
     if not indexes:
         raise ValueError("resolve_sets needs at least one index")
@@ -101,17 +110,22 @@ def resolve_sets(recipe: Recipe, *indexes: ArchiveIndex) -> tuple[LockedPackage,
         boot = resolve(universe, boot_roots(recipe), prefer=rootfs.chosen)
     except ValidationErrors as exc:
         problems.extend(exc.problems)
+    tools = Resolution()
+    try:
+        tools = resolve(universe, tools_roots(universe), prefer={**rootfs.chosen, **boot.chosen})
+    except ValidationErrors as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ValidationErrors(list(dict.fromkeys(problems)))
 
     members: dict[str, tuple[PackageRecord, list[str]]] = {}
-    for set_name, resolution in (("boot", boot), ("rootfs", rootfs)):
+    for set_name, resolution in (("boot", boot), ("rootfs", rootfs), (TOOLS_SET, tools)):
         for record in resolution.chosen.values():
             entry = members.setdefault(record.name, (record, []))
             if entry[0] is not record:
                 problems.append(
-                    f"{record.name}: the boot set needs {record.version} but the rootfs set "
-                    f"has {entry[0].version}"
+                    f"{record.name}: the {set_name} set needs {record.version} but the "
+                    f"{entry[1][0]} set has {entry[0].version}"
                 )
             entry[1].append(set_name)
     if problems:
