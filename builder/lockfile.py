@@ -142,13 +142,17 @@ class Lock:
                 f"packages, kernel, boot packages or rootfs variant changed since it was locked); "
                 f"run `build.py lock {recipe.path}` again"
             )
-        tools = {p.name for p in self.in_set(TOOLS_SET)}
-        missing = [name for name in TOOL_PACKAGES if name not in tools]
-        if missing:
-            raise InputError(
-                f"{lock_path}: the tools set lacks {', '.join(missing)} (this boothkey builds "
-                f"with tools from the lock); run `build.py lock {recipe.path}` again"
-            )
+
+
+def check_tools(lock: Lock, recipe: Recipe) -> None:
+    """Refuse to build from a lock whose tools set lacks a tool this boothkey runs."""
+    tools = {p.name for p in lock.in_set(TOOLS_SET)}
+    missing = [name for name in TOOL_PACKAGES if name not in tools]
+    if missing:
+        raise InputError(
+            f"{recipe.lock_path}: the tools set lacks {', '.join(missing)} (this boothkey "
+            f"builds with tools from the lock); run `build.py lock {recipe.path}` again"
+        )
 
 
 def write_lock(lock: Lock, path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from builder.canonical import sha256_file
 from builder.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
 from builder.recipe import Recipe, load_recipe
+from builder.toolset import TOOL_PACKAGES
 
 EPOCH = 1_700_000_000
 RECIPE = """\
@@ -40,7 +41,7 @@ class Project:
 
 def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
     """A small recipe project with an overlay (file, executable, symlink, empty dir),
-    a keyring inside the project, and two fake locked .debs."""
+    a keyring inside the project, and fake locked .debs (two for the root, one per tool package)."""
     old = os.umask(umask)
     try:
         (root / "recipes").mkdir(parents=True)
@@ -61,7 +62,7 @@ def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
     debs_dir.mkdir(parents=True, exist_ok=True)
     packages = []
     debs = {}
-    for name in ("busybox-static", "libfoo1"):
+    for name in ("busybox-static", "libfoo1", *TOOL_PACKAGES):
         content = f"!<arch>\nfake deb {name}\n".encode() * 50
         sha = hashlib.sha256(content).hexdigest()
         path = debs_dir / f"{name}.deb"
@@ -75,7 +76,7 @@ def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
                 size=len(content),
                 sha256=sha,
                 filename=f"pool/main/{name[0]}/{name}/{name}_1.0-1_amd64.deb",
-                sets=("rootfs",),
+                sets=("tools",) if name in TOOL_PACKAGES else ("rootfs",),
             )
         )
     archive = ArchiveInfo(

@@ -31,6 +31,7 @@ from builder.lockfile import load_lock_for, read_lock
 from builder.locking import merge_indexes
 from builder.mirrors import default_mirrors
 from builder.recipe import load_recipe
+from builder.toolset import TOOL_PACKAGES
 
 RecipeFactory = Callable[..., Path]
 PROJECT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ def sets(lock_path: Path) -> dict[str, list[str]]:
     return {p["name"]: p["sets"] for p in raw["packages"]}
 
 
-def test_lock_pins_both_sets(
+def test_lock_pins_the_three_sets(
     served_archive: ServedArchive,
     gpg_key: GpgKey,
     recipe_factory: RecipeFactory,
@@ -58,10 +59,14 @@ def test_lock_pins_both_sets(
     assert lock(recipe, served_archive.mirror) == 0
     lock_path = recipe.with_name("testbooth.lock.json")
     members = sets(lock_path)
-    essential_closure = ["bash", "base-files", "coreutils", "dpkg", "tar"]
+    # The Essential closure is in the image and in the tools tree.
+    for name in ["bash", "base-files", "coreutils", "dpkg", "tar", "libtinfo6"]:
+        assert members[name] == ["rootfs", "tools"], name
     booth_closure = ["booth", "booth-ui-gtk", "python3", "python3-minimal", "media-types"]
-    for name in essential_closure + booth_closure + ["libtinfo6", "libpython3.11-stdlib"]:
+    for name in [*booth_closure, "libpython3.11-stdlib"]:
         assert members[name] == ["rootfs"], name
+    for name in TOOL_PACKAGES:
+        assert members[name] == ["tools"], name
     for name in [
         "linux-image-amd64",
         "linux-image-6.1.0-99-amd64",
@@ -76,7 +81,7 @@ def test_lock_pins_both_sets(
         assert members[name] == ["boot"], name
     # Needed by both: one entry, one version.
     for name in ("libc6", "libgcc-s1", "gcc-12-base", "perl-base"):
-        assert members[name] == ["boot", "rootfs"], name
+        assert members[name] == ["boot", "rootfs", "tools"], name
     # dracut conflicts with initramfs-tools and is only an alternative: never chosen.
     assert "dracut" not in members
 
@@ -301,7 +306,7 @@ def test_update_suites_newest_version_wins(
     )
     assert libc6.filename == security_libc.pool_path(SECURITY_POOL)
     assert libc6.filename.startswith("pool/updates/main/")
-    assert libc6.sets == ("boot", "rootfs")
+    assert libc6.sets == ("boot", "rootfs", "tools")
     # booth 1.1 (-updates) needs that libc6: a versioned dependency across suites.
     assert (by_name["booth"].version, by_name["booth"].suite) == ("1.1", "bookworm-updates")
     assert (by_name["media-types"].version, by_name["media-types"].suite) == (
