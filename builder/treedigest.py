@@ -14,14 +14,24 @@ Entry keys (always present unless stated):
   sha256  files only: hex digest of the content
   target  symlinks only: the link text, never followed
   device  char/block only: [major, minor]
+  xattrs  only when the entry has extended attributes: {name: value as hex}, every
+          attribute the process can list (user.*, security.*, system.* ACLs, and
+          trusted.* when run as root), read without following symlinks
   mtime   only with `mtimes=True`: seconds since the epoch (int)
 
-Hard links are listed as separate files; xattrs are not listed.
-File names that are not UTF-8 are shown with backslash escapes.
+Hard links are listed as separate files. File names (and xattr names) that are
+not UTF-8 are shown with backslash escapes. An attribute that is listed but
+cannot be read is an error (OSError), not skipped: the digest must cover all of it.
+
+Format change: listings made before xattrs were covered had no "xattrs" key, so a
+tree carrying extended attributes now has another digest than it had then (trees
+without any are unchanged). Content digests in older manifests were computed the
+old way; the step cache's RECORD_FORMAT was bumped so its old entries are rebuilt.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -82,9 +92,31 @@ def _entry(full: Path, rel: bytes, info: os.stat_result, mtimes: bool) -> dict[s
         entry["target"] = _show(os.readlink(os.fsencode(full)))
     elif kind in ("char", "block"):
         entry["device"] = [os.major(info.st_rdev), os.minor(info.st_rdev)]
+    xattrs = _xattrs(os.fsencode(full))
+    if xattrs:
+        entry["xattrs"] = xattrs
     if mtimes:
         entry["mtime"] = int(info.st_mtime)
     return entry
+
+
+def _xattrs(full: bytes) -> dict[str, str]:
+    try:
+        names = os.listxattr(full, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno == errno.EOPNOTSUPP:  # a filesystem without xattrs has none to hide
+            return {}
+        raise
+    values: dict[str, str] = {}
+    for name in sorted(names, key=os.fsencode):
+        try:
+            value = os.getxattr(full, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:  # removed since it was listed
+                continue
+            raise
+        values[_show(os.fsencode(name))] = value.hex()
+    return values
 
 
 def _show(raw: bytes) -> str:

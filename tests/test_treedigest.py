@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -106,3 +107,51 @@ def test_root_must_be_a_directory(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         tree_listing(tmp_path / "f")
+
+
+def _set_xattr(path: Path, name: str, value: bytes) -> None:
+    try:
+        os.setxattr(path, name, value, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EPERM):
+            pytest.skip(f"cannot set {name} on {path}: {exc}")
+        raise
+
+
+def test_xattrs_are_listed_sorted_as_hex(tmp_path: Path) -> None:
+    root = make(tmp_path / "t")
+    _set_xattr(root / "a.txt", "user.zeta", b"\x00\xff")
+    _set_xattr(root / "a.txt", "user.alpha", b"x")
+
+    by_path = {e["path"]: e for e in tree_listing(root)}
+
+    assert list(by_path["a.txt"]["xattrs"].items()) == [("user.alpha", "78"), ("user.zeta", "00ff")]
+    assert "xattrs" not in by_path["b/run"]
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("a.txt", "user.boothkey", b""),
+        (".", "user.boothkey", b"on the root"),
+        ("b/run", "security.boothkey", b"label"),
+        ("b/link", "trusted.boothkey", b"on the link itself"),
+        ("null", "trusted.boothkey", b"on a device node"),
+    ],
+    ids=["empty-user-value", "root", "security", "trusted-on-symlink", "device"],
+)
+def test_an_added_xattr_changes_the_digest(
+    tmp_path: Path, path: str, name: str, value: bytes
+) -> None:
+    root = make(tmp_path / "t")
+    before = tree_digest(root)
+    _set_xattr(root / path, name, value)
+    assert tree_digest(root) != before
+
+
+def test_a_changed_xattr_value_changes_the_digest(tmp_path: Path) -> None:
+    root = make(tmp_path / "t")
+    _set_xattr(root / "a.txt", "user.boothkey", b"one")
+    before = tree_digest(root)
+    _set_xattr(root / "a.txt", "user.boothkey", b"two")
+    assert tree_digest(root) != before

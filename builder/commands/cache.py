@@ -1,4 +1,7 @@
-"""`build.py cache prune`: remove step-cache entries that were not used lately."""
+"""`build.py cache prune`: remove step-cache entries that were not used lately.
+
+Safe while builds run: entries they use and their staging directories are skipped.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ def add_parser(subparsers: Any) -> None:
 def run_prune(args: argparse.Namespace) -> int:
     cache = StepCache(step_cache_dir(cache_dir(args)))
     result = cache.prune(None if args.all else args.older_than_days)
+    busy = f" ({result.in_use} in use by a running build)" if result.in_use else ""
     print(
         f"removed {result.removed} step outputs ({result.freed_bytes / 2**20:.1f} MiB), "
-        f"kept {result.kept}"
+        f"kept {result.kept}{busy}"
     )
     return 0
