@@ -101,12 +101,20 @@ def run_tool(
     except OSError as exc:
         raise ToolError(f"{args[0]}: cannot run: {exc}") from exc
     if result.returncode != 0:
-        tail = (result.stderr or b"").decode(errors="replace").strip().splitlines()[-15:]
-        detail = "\n  ".join(tail)
-        raise ToolError(
-            f"{args[0]} failed (exit {result.returncode}): {' '.join(args)}\n  {detail}"
-        )
+        raise tool_failure(args, result)
     return result
+
+
+def stderr_tail(stderr: bytes | None, lines: int = 15) -> list[str]:
+    """The last `lines` lines of a tool's captured stderr (none if it was not captured)."""
+    return (stderr or b"").decode(errors="replace").strip().splitlines()[-lines:]
+
+
+def tool_failure(args: Sequence[str], result: subprocess.CompletedProcess[bytes]) -> ToolError:
+    """The `ToolError` for a tool that exited non-zero: its exit code, command and the
+    tail of its stderr."""
+    detail = "\n  ".join(stderr_tail(result.stderr))
+    return ToolError(f"{args[0]} failed (exit {result.returncode}): {' '.join(args)}\n  {detail}")
 
 
 @cache
