@@ -16,31 +16,15 @@ from .compare import FILE_LIST_NAME, FILE_LIST_STEP
 from .debcache import DebCache
 from .errors import BuildError
 from .fsutil import atomic_path
-from .lockfile import Lock, load_lock_for
+from .lockfile import Lock, check_tools, load_lock_for
 from .manifest import MANIFEST_FORMAT, write_manifest
 from .overlay import overlay_digest
 from .paths import deb_cache_dir, step_cache_dir
-from .pipeline import StepRun, plan, run_pipeline
+from .pipeline import PlannedStep, StepRun, code_digest, plan, run_pipeline
 from .provenance import write_sbom_and_provenance
 from .recipe import Recipe
 from .stepcache import StepCache
 from .steps.base import BuildContext
-from .tools import package_version
-
-# Host packages whose tools can shape the output bytes; their versions go into the manifest.
-RECORDED_HOST_PACKAGES = (
-    "mmdebstrap",
-    "dpkg",
-    "apt",
-    "squashfs-tools",
-    "erofs-utils",
-    "cryptsetup-bin",
-    "dosfstools",
-    "mtools",
-    "binutils",
-    "cpio",
-    "zstd",
-)
 
 
 @dataclass(frozen=True)
@@ -63,13 +47,47 @@ def build_image(
     cache_dir: Path,
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     lock: Lock | None = None,
+    *,
+    secure_boot_signature: bytes | None = None,
 ) -> BuildResult:
-    """Build the recipe's image into `out_dir`, reusing cached steps from `cache_dir`."""
+    """Build the recipe's image into `out_dir`, reusing cached steps from `cache_dir`.
+
+    `secure_boot_signature`: a published Secure Boot signature to attach to the UKI
+    instead of signing it (an observer's rebuild; see builder/steps/sbsign.py).
+    """
     lock = lock or load_lock_for(recipe)
+    check_tools(lock, recipe)
     debs = DebCache(deb_cache_dir(cache_dir))
     debs.require_present(lock.packages)  # fail before any work; content is verified on use
     steps_cache = StepCache(step_cache_dir(cache_dir))
     planned = plan(recipe)
+    # Every step output this build uses stays locked against `cache prune` until the
+    # outputs are written.
+    with steps_cache.session():
+        return _build_in_session(
+            recipe,
+            lock,
+            out_dir,
+            cache_dir,
+            debs,
+            steps_cache,
+            planned,
+            report,
+            secure_boot_signature,
+        )
+
+
+def _build_in_session(
+    recipe: Recipe,
+    lock: Lock,
+    out_dir: Path,
+    cache_dir: Path,
+    debs: DebCache,
+    steps_cache: StepCache,
+    planned: list[PlannedStep],
+    report: Callable[[str], None],
+    secure_boot_signature: bytes | None,
+) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="boothkey-build-") as scratch:
         ctx = BuildContext(
             recipe=recipe,
@@ -78,6 +96,7 @@ def build_image(
             deb_path=debs.verified_path,
             scratch=Path(scratch),
             report=report,
+            secure_boot_signature=secure_boot_signature,
         )
 
         def on_step(index: int, total: int, name: str, sid: str) -> None:
@@ -87,7 +106,12 @@ def build_image(
     disk = results["disk"].output
     image_name = f"{recipe.name}.img"
     image_path = out_dir / image_name
+    manifest_path = out_dir / f"{recipe.name}.manifest.json"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The outputs are one set and the manifest is its commit record: it goes first and
+    # comes back last, so a build killed in between leaves no manifest beside outputs
+    # of another build (every reader starts from the manifest, which pins the rest).
+    manifest_path.unlink(missing_ok=True)
     with atomic_path(image_path) as tmp:
         shutil.copyfile(disk.path / "image.img", tmp)
         if sha256_file(tmp) != disk.info["sha256"]:
@@ -105,7 +129,6 @@ def build_image(
     }
     # SPDX SBOM and SLSA provenance beside the image, pinned in the manifest by digest.
     write_sbom_and_provenance(manifest, lock, out_dir, debs.verified_path, cache_dir / "copyright")
-    manifest_path = out_dir / f"{recipe.name}.manifest.json"
     write_manifest(manifest_path, manifest)
     return BuildResult(image_path, manifest_path, results, manifest)
 
@@ -136,8 +159,17 @@ def make_manifest(
         "overlays_sha256": overlays_digest(recipe),
         "lock_sha256": sha256_file(recipe.lock_path),
         "source_date_epoch": lock.source_date_epoch,
+        # Each step with what its id covers, so a rebuild that diverges can say which of
+        # the step's own inputs, options or tools differ.
+        "code_sha256": code_digest(),
         "steps": [
-            {"name": name, "id": run.output.step_id, "content_digest": run.output.content_digest}
+            {
+                "name": name,
+                "id": run.output.step_id,
+                "content_digest": run.output.content_digest,
+                "inputs": dict(run.inputs),
+                "options": dict(run.options),
+            }
             for name, run in results.items()
         ],
         "image": {"file": image_name, "size": disk["size"], "sha256": disk["sha256"]},
@@ -168,7 +200,8 @@ def make_manifest(
             }
             for p in lock.packages
         ],
-        "tools": {package: package_version(package) for package in RECORDED_HOST_PACKAGES},
+        # The tools tree every byte-producing program ran from: inputs like the packages.
+        "tools": [dict(entry) for entry in results["tools"].output.info["packages"]],
         "secure_boot": results["sbsign"].output.info if "sbsign" in results else None,
     }
     return manifest

@@ -118,9 +118,13 @@ class FileDifference:
 
 @dataclass(frozen=True)
 class StepDivergence:
+    """The first step whose output differs, and what differs among what decides it
+    (its inputs' content digests, its options, the tools packages, boothkey's source)."""
+
     name: str
     published: str
     rebuilt: str
+    causes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -150,6 +154,8 @@ class Comparison:
                 f"{_short(step.published)}, rebuilt {_short(step.rebuilt)}); "
                 "every step before it gave the same output."
             )
+            lines.append(f"What differs among what decides the {step.name} step's output:")
+            lines += [f"  {cause}" for cause in step.causes]
         if self.file_differences:
             differences = self.file_differences
             lines.append("")
@@ -193,7 +199,12 @@ class Comparison:
             ],
             "first_diverging_step": None
             if step is None
-            else {"name": step.name, "published": step.published, "rebuilt": step.rebuilt},
+            else {
+                "name": step.name,
+                "published": step.published,
+                "rebuilt": step.rebuilt,
+                "causes": list(step.causes),
+            },
             "file_differences": None
             if self.file_differences is None
             else [d.to_json() for d in self.file_differences],
@@ -205,9 +216,9 @@ class Comparison:
 def compare_manifests(published: dict[str, Any], rebuilt: dict[str, Any]) -> Comparison:
     """Compare two raw manifests: everything that decides or describes the image bytes.
 
-    Host tool versions, boothkey's version, step ids, and the "bundle" and "files"
-    entries are not differences of the image; tool and version changes are
-    reported as notes, because they are the usual cause when something differs.
+    boothkey's version and source, step ids, and the "bundle" and "files" entries
+    are not differences of the image; the first diverging step is explained by
+    what differs among its own inputs, options and tools.
     """
     result = Comparison(str(published.get("name", "?")), str(published.get("version", "?")))
     checks = result.checks
@@ -243,10 +254,8 @@ def compare_manifests(published: dict[str, Any], rebuilt: dict[str, Any]) -> Com
         )
     )
     checks += _source_checks(published, rebuilt)
-    result.first_diverging_step = _step_checks(
-        published.get("steps", []), rebuilt.get("steps", []), result
-    )
-    result.notes += _tool_notes(published, rebuilt)
+    result.first_diverging_step = _step_checks(published, rebuilt, result)
+    result.notes += _version_notes(published, rebuilt)
     return result
 
 
@@ -347,8 +356,10 @@ def _package(raw: Any) -> str:
 
 
 def _step_checks(
-    published: list[Any], rebuilt: list[Any], result: Comparison
+    published_manifest: dict[str, Any], rebuilt_manifest: dict[str, Any], result: Comparison
 ) -> StepDivergence | None:
+    published = _list(published_manifest.get("steps"))
+    rebuilt = _list(rebuilt_manifest.get("steps"))
     theirs = {s.get("name"): s for s in rebuilt if isinstance(s, dict)}
     first: StepDivergence | None = None
     ids_differ = []
@@ -362,34 +373,105 @@ def _step_checks(
         result.checks.append(
             Check(f"step {name}", same, a, b if other else "", "" if other else "step did not run")
         )
-        if not same and first is None:
-            first = StepDivergence(name, a, b)
+        if not same and first is None and other:
+            causes = step_causes(step, other, published_manifest, rebuilt_manifest)
+            first = StepDivergence(name, a, b, tuple(causes))
+        elif not same and first is None:
+            first = StepDivergence(name, a, b, ("the rebuild did not run this step",))
         if other and step.get("id") != other.get("id"):
             ids_differ.append(name)
-    if ids_differ:
+    if ids_differ and not _same_source(published_manifest, rebuilt_manifest):
         result.notes.append(
             "step ids differ for " + ", ".join(ids_differ) + ": a step id also covers "
-            "boothkey's own source code, so another boothkey checkout gives other ids; "
+            "boothkey's own source, and the rebuild ran another boothkey source; "
             "only the content digests above must match"
         )
     return first
 
 
-def _tool_notes(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
-    notes = []
+def step_causes(
+    step: dict[str, Any],
+    other: dict[str, Any],
+    published: dict[str, Any],
+    rebuilt: dict[str, Any],
+) -> list[str]:
+    """Plain-words reasons why one step's output differs between two builds: which of
+    its inputs (by content digest; for the tools tree, which packages), which options,
+    or else boothkey's source, or else the step itself is not deterministic."""
+    causes: list[str] = []
+    inputs_a, inputs_b = _dict(step.get("inputs")), _dict(other.get("inputs"))
+    for name in sorted(inputs_a.keys() | inputs_b.keys()):
+        if inputs_a.get(name) == inputs_b.get(name):
+            continue
+        causes.append(
+            f"input {name}: content digest published {_short(_text(inputs_a.get(name)))}, "
+            f"rebuilt {_short(_text(inputs_b.get(name)))}"
+        )
+        if name == "tools":
+            causes += [f"  tools {line}" for line in _tools_differences(published, rebuilt)]
+    options_a, options_b = _dict(step.get("options")), _dict(other.get("options"))
+    for key in sorted(options_a.keys() | options_b.keys()):
+        if options_a.get(key) != options_b.get(key):
+            causes.append(
+                f"option {key}: published {_brief(options_a.get(key))}, "
+                f"rebuilt {_brief(options_b.get(key))}"
+            )
+    if causes:
+        return causes
+    if not _same_source(published, rebuilt):
+        return [
+            "its inputs, options and tools are the same, but another boothkey source ran it "
+            f"(code digest published {_short(_text(published.get('code_sha256')))}, "
+            f"rebuilt {_short(_text(rebuilt.get('code_sha256')))})"
+        ]
+    return [
+        "its inputs, options, tools and boothkey source are all the same: the step itself "
+        "is not deterministic on one of the two machines (please report this)"
+    ]
+
+
+def _tools_differences(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+    """Tools packages that differ between two manifests, e.g. "libzstd1 1.5.4 -> 1.5.7"."""
+    tools_a = {str(t.get("name")): t for t in _list(published.get("tools")) if isinstance(t, dict)}
+    tools_b = {str(t.get("name")): t for t in _list(rebuilt.get("tools")) if isinstance(t, dict)}
+    lines = []
+    for name in sorted(tools_a.keys() | tools_b.keys()):
+        a, b = tools_a.get(name), tools_b.get(name)
+        if a == b:
+            continue
+        if a is None or b is None:
+            lines.append(f"{name}: only in the {'rebuilt' if a is None else 'published'} build")
+        elif a.get("version") != b.get("version"):
+            lines.append(f"{name}: {a.get('version')} -> {b.get('version')}")
+        else:
+            lines.append(f"{name} {a.get('version')}: another .deb (sha256 differs)")
+    return lines or ["(the manifests list the same tools packages)"]
+
+
+def _same_source(published: dict[str, Any], rebuilt: dict[str, Any]) -> bool:
+    return published.get("code_sha256") == rebuilt.get("code_sha256")
+
+
+def _version_notes(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
     if published.get("boothkey") != rebuilt.get("boothkey"):
-        notes.append(
+        return [
             f"boothkey version differs: published {published.get('boothkey')}, "
             f"rebuilt {rebuilt.get('boothkey')}"
-        )
-    tools_a, tools_b = published.get("tools", {}), rebuilt.get("tools", {})
-    for tool in sorted(set(tools_a) | set(tools_b)):
-        if tools_a.get(tool) != tools_b.get(tool):
-            notes.append(
-                f"host package {tool} differs: published {tools_a.get(tool)}, "
-                f"rebuilt {tools_b.get(tool)}"
-            )
-    return notes
+        ]
+    return []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _brief(value: Any, limit: int = 200) -> str:
+    text = _text(value) if value is not None else "(none)"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _text(value: Any) -> str:

@@ -35,10 +35,12 @@ def plan(recipe: Recipe) -> list[PlannedStep]:
     from .steps.overlay import OverlayStep
     from .steps.rootfs import RootfsStep
     from .steps.rootimage import RootImageStep
+    from .steps.tools import ToolsStep
     from .steps.uki import UkiStep
     from .steps.verity import VerityStep
 
     steps: list[Step] = [
+        ToolsStep(),
         RootfsStep(),
         OverlayStep(),
         RootImageStep(),
@@ -80,16 +82,24 @@ def step_id(
     source_date_epoch: int,
     code: str,
 ) -> str:
+    """sha256 over what decides the step's output: its name and version, boothkey's
+    source, its options, its inputs' *content* digests (so a rebuilt upstream entry with
+    other bytes never reuses a stale downstream one; the tools tree is one of them) and
+    SOURCE_DATE_EPOCH."""
     return sha256_json(
         {
             "step": step.name,
             "version": step.version,
             "code": code,
             "options": dict(options),
-            "inputs": {name: out.step_id for name, out in sorted(inputs.items())},
+            "inputs": input_digests(inputs),
             "source_date_epoch": source_date_epoch,
         }
     )
+
+
+def input_digests(inputs: Mapping[str, StepOutput]) -> dict[str, str]:
+    return {name: out.content_digest for name, out in sorted(inputs.items())}
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ class StepRun:
     output: StepOutput
     cached: bool
     seconds: float  # wall time, including the cache's verification of the output
+    options: Mapping[str, Any]  # what the step's id covers besides its inputs
+    inputs: Mapping[str, str]  # input name -> content digest
 
 
 def run_pipeline(
@@ -141,5 +153,7 @@ def run_pipeline(
 
         started = time.monotonic()
         output, cached = cache.get_or_build(step.name, sid, build)
-        results[step.name] = StepRun(output, cached, time.monotonic() - started)
+        results[step.name] = StepRun(
+            output, cached, time.monotonic() - started, options, input_digests(inputs)
+        )
     return results

@@ -3,8 +3,9 @@
 Subjects are the ones the release signatures use (image, each partition, the
 UKI: `builder.dsse.image_statement`). The build definition names the recipe,
 lock and overlay digests; every locked .deb is a resolved dependency by
-sha256 and package URL; the builder's version and host tool versions come
-from the manifest data. No start or finish time and no host identity are
+sha256 and package URL (the tools tree's packages among them, since every
+byte-producing program ran from it); the builder is boothkey, by version and
+source digest. No start or finish time and no host identity are
 recorded, so the statement is a pure function of the build's inputs and
 outputs and two builds of the same image give identical bytes.
 """
@@ -89,9 +90,11 @@ def make_provenance(manifest: Mapping[str, Any], lock: Lock) -> dict[str, Any]:
         "runDetails": {
             "builder": {
                 "id": BUILDER_ID,
+                # The tools that made the bytes are resolvedDependencies (the lock's
+                # "tools" set), not the host's: only boothkey itself is named here.
                 "version": {
                     "boothkey": str(manifest.get("boothkey", "")),
-                    **{tool: str(v) for tool, v in sorted(manifest.get("tools", {}).items())},
+                    "boothkey_source_sha256": str(manifest.get("code_sha256", "")),
                 },
             },
             "metadata": {},

@@ -39,7 +39,7 @@ from .manifest import read_manifest
 from .mirrors import mirrors_by_suite
 from .paths import deb_cache_dir
 from .recipe import load_recipe
-from .steps.sbsign import SIGNATURE_ENV
+from .steps.sbsign import published_signature
 from .tools import tool_env
 
 DIFFOSCOPE_TIMEOUT = 1800.0
@@ -90,8 +90,13 @@ def rebuild_and_compare(
     report(f"fetching {len(lock.packages)} locked packages into a fresh cache ({cache})")
     fetch_packages(lock.packages, mirror_list, DebCache(deb_cache_dir(cache)), RequestsFetcher())
     report("building in a fresh cache (nothing is reused from earlier builds)")
-    with _published_signature(raw, manifest_path, report):
-        result = build_image(recipe, work / "out", cache, report, lock)
+    signature = None
+    if raw.get("secure_boot"):
+        # The observer has no private key: the sbsign step attaches the published
+        # signature, and fails unless the rebuilt UKI is the one that was signed.
+        report("Secure Boot: the published signature is attached to the rebuilt UKI")
+        signature = published_signature(manifest_path)
+    result = build_image(recipe, work / "out", cache, report, lock, secure_boot_signature=signature)
     comparison = compare_builds(
         manifest_path,
         result.manifest,
@@ -211,23 +216,6 @@ def run_diffoscope(
             comparison.notes.append(f"diffoscope on {name} failed: {' / '.join(tail)}")
         written += [path for path in (text, html) if path.is_file()]
     return written
-
-
-@contextlib.contextmanager
-def _published_signature(
-    raw: dict[str, Any], manifest_path: Path, report: Callable[[str], None]
-) -> Iterator[None]:
-    """For a Secure Boot build, let the sbsign step attach the published signature (an
-    observer has no private key); it fails unless the rebuilt UKI is the one signed."""
-    if not raw.get("secure_boot") or SIGNATURE_ENV in os.environ:
-        yield
-        return
-    report("Secure Boot: the published signature is attached to the rebuilt UKI")
-    os.environ[SIGNATURE_ENV] = str(manifest_path.absolute())
-    try:
-        yield
-    finally:
-        del os.environ[SIGNATURE_ENV]
 
 
 def _prepare(work: Path) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .errors import BuildError, InputError
 from .pe import SECURITY_DIRECTORY, parse_pe_headers, pe_checksum_bytes
-from .tools import faketime_env, run_tool
+from .sandbox import Sandbox
+from .tools import faketime_env
 
 _WIN_CERT_REVISION_2 = 0x0200
 _WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
@@ -83,7 +84,9 @@ def attach_signature(unsigned_pe: bytes, table: bytes, shown: str = "unsigned UK
     return bytes(data)
 
 
-def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_time: int) -> None:
+def sbsign(
+    tools: Sandbox, unsigned: Path, key: Path, certificate: Path, output: Path, signing_time: int
+) -> None:
     """Sign `unsigned` into `output` with sbsign, the PKCS#7 signingTime frozen at `signing_time`.
 
     `key` must be an unencrypted PEM private key (sbsign can only prompt for a passphrase).
@@ -91,7 +94,7 @@ def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_t
     frozen = datetime.datetime.fromtimestamp(signing_time, datetime.UTC)
     # A bare "YYYY-mm-dd HH:MM:SS" freezes the clock; "@DATE" would only start it there
     # and let it tick, so two signatures could straddle a second and differ.
-    run_tool(
+    tools.run(
         [
             "sbsign",
             "--key",
@@ -103,13 +106,15 @@ def sbsign(unsigned: Path, key: Path, certificate: Path, output: Path, signing_t
             unsigned,
         ],
         env=faketime_env(frozen.strftime("%Y-%m-%d %H:%M:%S")),
+        binds=[unsigned, key, certificate],
+        writable=[output.parent],
     )
 
 
-def sbverify(signed: Path, certificate: Path) -> bool:
+def sbverify(tools: Sandbox, signed: Path, certificate: Path) -> bool:
     """True when `sbverify --cert` accepts the signature."""
     try:
-        run_tool(["sbverify", "--cert", certificate, signed])
+        tools.run(["sbverify", "--cert", certificate, signed], binds=[signed, certificate])
     except BuildError:
         return False
     return True

@@ -6,8 +6,12 @@ import argparse
 import sys
 from typing import Any
 
+from pathlib import Path
+
 from ..build import build_image
 from ..recipe import load_recipe
+from ..steps.sbsign import published_signature
+from ..userns import enter_user_namespace
 from .options import add_cache_dir, add_out_dir, cache_dir
 
 
@@ -18,19 +22,32 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("recipe", help="recipe file, e.g. recipes/booth.yaml")
     add_out_dir(parser)
     add_cache_dir(parser, "the .debs and build steps")
+    parser.add_argument(
+        "--secure-boot-signature",
+        type=Path,
+        metavar="FILE",
+        help="attach this published Secure Boot signature (a signature.bin, or the published "
+        "NAME.manifest.json) to the UKI instead of signing it: an observer's rebuild",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the result")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
+    signature = (
+        published_signature(args.secure_boot_signature) if args.secure_boot_signature else None
+    )
     cache_root = cache_dir(args)
+    # Rootless: be root in a user namespace (subordinate ids from /etc/subuid), so the
+    # tree's owners, and so the bytes, are those of a root build.
+    enter_user_namespace()
 
     def report(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    result = build_image(recipe, args.out, cache_root, report)
+    result = build_image(recipe, args.out, cache_root, report, secure_boot_signature=signature)
     cached = sum(1 for run in result.steps.values() if run.cached)
     image = result.manifest_data["image"]
     print(f"image     {result.image}  ({image['size']} bytes)")

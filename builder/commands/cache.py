@@ -10,6 +10,7 @@ from typing import Any
 
 from ..paths import step_cache_dir
 from ..stepcache import StepCache
+from ..userns import enter_user_namespace
 from .options import add_cache_dir, cache_dir
 
 
@@ -25,6 +26,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    # Rootless: entries hold files owned by subordinate ids; only the namespace's root
+    # may remove them.
+    enter_user_namespace()
     cache = StepCache(step_cache_dir(cache_dir(args)))
     result = cache.prune(None if args.all else args.older_than_days)
     busy = f" ({result.in_use} in use by a running build)" if result.in_use else ""

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED
 from ..manifest import read_manifest
 from ..rebuild import rebuild_and_compare
+from ..userns import enter_user_namespace
 from .options import add_mirror
 
 
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     manifest = read_manifest(args.manifest)
+    enter_user_namespace()  # rootless: the same owners, hence bytes, as a root rebuild
     work = args.work
     if work is None:
         work = Path(tempfile.mkdtemp(prefix=f"rebuild-{manifest.name}-", dir=Path.cwd()))

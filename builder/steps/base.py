@@ -2,9 +2,11 @@
 
 A step is a pure function of its inputs: the outputs of the earlier steps it
 `requires`, plus its `options` (which must name, by digest, every outside file
-it reads: locked .debs, overlay trees, keys). Its id, sha256 over canonical
-JSON of (name, version, options, input ids, SOURCE_DATE_EPOCH), is both the
-cache key and the audit trail written into the manifest.
+it reads: locked .debs, overlay trees, keys). A step that runs a program
+requires "tools" and runs it from that tree through `tools_sandbox`, never from
+the host. Its id, sha256 over canonical JSON of (name, version, options, input
+content digests, SOURCE_DATE_EPOCH, boothkey's source), is both the cache key
+and the audit trail written into the manifest.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..lockfile import Lock, LockedPackage
 from ..recipe import Recipe
+from ..sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class BuildContext:
     deb_path: Callable[[LockedPackage], Path]  # a verified .deb from the cache
     scratch: Path  # a private scratch directory, removed after the build
     report: Callable[[str], None]  # one line of progress for the user
+    # An observer's rebuild without the private key: the published Secure Boot
+    # signature (a PE certificate table) the sbsign step attaches instead of signing.
+    secure_boot_signature: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,12 @@ class StepOutput:
     path: Path
     info: Mapping[str, Any]
     content_digest: str  # sha256 over the listing of `path` (see stepcache.tree_digest)
+
+
+def tools_sandbox(ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> Sandbox:
+    """The sandbox running programs from the tools tree (a step that runs any program
+    requires "tools", so the tree's content digest is part of its id)."""
+    return Sandbox(inputs["tools"].path / "tree", ctx.scratch)
 
 
 class Step(Protocol):

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 from ..canonical import derive_hex, sha256_file
 from ..errors import BuildError
-from ..tools import package_version, run_tool
-from .base import BuildContext, StepOutput
+from ..sandbox import Sandbox
+from .base import BuildContext, StepOutput, tools_sandbox
 
 MIB = 1024 * 1024
 SECTOR_SIZE = 512
@@ -47,7 +47,7 @@ def volume_id(loader_sha256: str) -> str:
     return derive_hex(8, "esp-volume-id", loader_sha256).upper()
 
 
-def make_esp(loader: Path, image: Path, epoch: int, scratch: Path) -> int:
+def make_esp(tools: Sandbox, loader: Path, image: Path, epoch: int, scratch: Path) -> int:
     """Write a FAT32 image at `image` holding `loader` as EFI/BOOT/BOOTX64.EFI.
 
     Returns the image size in bytes (a whole number of MiB).
@@ -57,7 +57,7 @@ def make_esp(loader: Path, image: Path, epoch: int, scratch: Path) -> int:
     staged = scratch / "BOOTX64.EFI"
     shutil.copyfile(loader, staged)
     os.utime(staged, (epoch, epoch))
-    run_tool(
+    tools.run(
         [
             "mkfs.vfat",
             "-C",
@@ -74,14 +74,20 @@ def make_esp(loader: Path, image: Path, epoch: int, scratch: Path) -> int:
             "1",
             image,
             str(size_mib * 1024),
-        ]
+        ],
+        writable=[image.parent],
     )
     env = {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1"}
     directories = [
         "::/" + "/".join(LOADER_PATH[: depth + 1]) for depth in range(len(LOADER_PATH) - 1)
     ]
-    run_tool(["mmd", "-i", image, *directories], env=env)
-    run_tool(["mcopy", "-m", "-i", image, staged, "::/" + "/".join(LOADER_PATH)], env=env)
+    tools.run(["mmd", "-i", image, *directories], env=env, writable=[image.parent])
+    tools.run(
+        ["mcopy", "-m", "-i", image, staged, "::/" + "/".join(LOADER_PATH)],
+        env=env,
+        binds=[staged],
+        writable=[image.parent],
+    )
     size = image.stat().st_size
     if size != size_mib * MIB:
         raise BuildError(f"{image}: mkfs.vfat made {size} bytes, expected {size_mib} MiB")
@@ -91,7 +97,7 @@ def make_esp(loader: Path, image: Path, epoch: int, scratch: Path) -> int:
 class EspStep:
     name: ClassVar[str] = "esp"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ("uki",)
+    requires: ClassVar[tuple[str, ...]] = ("tools", "uki")
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         return {
@@ -99,7 +105,6 @@ class EspStep:
             "sector_size": SECTOR_SIZE,
             "label": VOLUME_LABEL,
             "loader_path": "/".join(LOADER_PATH),
-            "tool": {p: package_version(p) for p in ("dosfstools", "mtools")},
         }
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
@@ -109,7 +114,9 @@ class EspStep:
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="esp-", dir=ctx.scratch))
         try:
-            size = make_esp(loader, out / "esp.img", ctx.source_date_epoch, staging)
+            size = make_esp(
+                tools_sandbox(ctx, inputs), loader, out / "esp.img", ctx.source_date_epoch, staging
+            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return {"size": size, "loader_sha256": sha256_file(loader)}

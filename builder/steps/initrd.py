@@ -4,8 +4,9 @@ It holds busybox (busybox-static), dmsetup with its libraries and dynamic
 loader, the closure of `recipe.boot.initrd_modules` from the locked kernel
 (decompressed, loaded in dependency order), and `/init` (builder/initrd/init.sh),
 which verifies and mounts the root. The archive is cpio "newc" with sorted
-names, owner 0:0 and every mtime at SOURCE_DATE_EPOCH, compressed with zstd
-(which Debian's kernel unpacks), so the same inputs give the same bytes.
+names, owner 0:0 and every mtime at SOURCE_DATE_EPOCH, written by boothkey
+itself (builder/cpio.py), compressed with the tools tree's zstd (which Debian's
+kernel unpacks), so the same inputs give the same bytes on any host.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..canonical import sha256_bytes, sha256_file
+from ..cpio import newc_archive
 from ..debextract import extract_deb
 from ..elfdeps import library_closure, resolve_in_tree
 from ..errors import BuildError
 from ..fsutil import write_atomic
 from ..kmod import load_kernel_modules, read_module, resolve_load_order
-from ..tools import run_tool
-from .base import BuildContext, StepOutput
+from ..sandbox import Sandbox
+from .base import BuildContext, StepOutput, tools_sandbox
 
 INIT_SCRIPT = Path(__file__).resolve().parent.parent / "initrd" / "init.sh"
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
@@ -41,7 +43,7 @@ ZSTD_LEVEL = 19
 class InitrdStep:
     name: ClassVar[str] = "initrd"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ("tools",)
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         return {
@@ -66,7 +68,7 @@ class InitrdStep:
                 extract_deb(ctx.deb_path(package), staging)
             image = work / "initrd"
             contents = assemble_initrd_tree(staging, image, ctx.recipe.boot.initrd_modules)
-            data = pack_initrd(image, ctx.source_date_epoch)
+            data = pack_initrd(tools_sandbox(ctx, inputs), image, ctx.source_date_epoch)
             # The kernel these modules belong to, for the UKI: one unpacking of the
             # kernel package serves both, so they cannot disagree.
             copy_kernel_image(staging, contents.kernel_version, out / KERNEL_IMAGE)
@@ -133,7 +135,7 @@ def assemble_initrd_tree(staging: Path, image: Path, modules: tuple[str, ...]) -
     return InitrdContents(kernel.kernel_version, closure.order, closure.skipped)
 
 
-def pack_initrd(image: Path, source_date_epoch: int) -> bytes:
+def pack_initrd(tools: Sandbox, image: Path, source_date_epoch: int) -> bytes:
     """cpio newc (sorted, 0:0, mtimes = epoch) of `image`, zstd-compressed; deterministic."""
     names: list[str] = []
     for dirpath, dirnames, filenames in os.walk(image):
@@ -146,14 +148,9 @@ def pack_initrd(image: Path, source_date_epoch: int) -> bytes:
     for name in names:
         os.utime(image / name, (source_date_epoch, source_date_epoch), follow_symlinks=False)
     os.utime(image, (source_date_epoch, source_date_epoch))
-    listing = "".join(f"{name}\n" for name in sorted(names, key=lambda n: n.encode()))
-    archive = run_tool(
-        ["cpio", "-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet"],
-        cwd=image,
-        stdin=listing.encode(),
-    ).stdout
+    archive = newc_archive(image, sorted(names, key=lambda n: n.encode()))
     # One thread: zstd's multi-threaded framing may depend on the core count.
-    return run_tool(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], stdin=archive).stdout
+    return tools.run(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], stdin=archive).stdout
 
 
 def _check_kernel_config(staging: Path, kernel_version: str) -> None:

@@ -25,7 +25,7 @@ from ..fsutil import write_atomic
 from ..normalize import normalize_tree
 from ..overlay import apply_file_rules, apply_overlay, copy_tree, overlay_digest
 from ..recipe import Recipe
-from .base import BuildContext, StepOutput
+from .base import BuildContext, StepOutput, tools_sandbox
 
 
 def template_variables(recipe: Recipe) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _shown_overlay(recipe: Recipe, overlay: Path) -> str:
 class OverlayStep:
     name: ClassVar[str] = "overlay"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ("rootfs",)
+    requires: ClassVar[tuple[str, ...]] = ("tools", "rootfs")
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         recipe = ctx.recipe
@@ -72,7 +72,7 @@ class OverlayStep:
             raise BuildError(f"step overlay: the rootfs step produced no tree at {source}")
         tree = out / "tree"
         ctx.report("copying the root filesystem")
-        copy_tree(source, tree)
+        copy_tree(tools_sandbox(ctx, inputs), source, tree)
         variables = template_variables(recipe)
         written: list[str] = []
         for overlay in recipe.overlays:

@@ -1,5 +1,9 @@
 """The root filesystem, installed by mmdebstrap from exactly the locked .debs.
 
+mmdebstrap, apt and dpkg are the tools tree's (locked), run in the build
+sandbox: a user namespace where the build is root, so a rootless build gives
+the same owners and bytes as a root one (and neither can make device nodes).
+
 Output `out/tree/`: what Debian's own tools make of the lock's "rootfs"
 packages (maintainer scripts run as Debian intends), with merged-/usr, every
 mtime clamped to SOURCE_DATE_EPOCH, and the files mmdebstrap copies from the
@@ -20,11 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..debarchive import read_control
 from ..errors import BuildError, ToolError
 from ..localrepo import make_local_repo
 from ..normalize import check_no_build_paths, clamp_mtimes
-from ..tools import package_version, run_tool
-from .base import BuildContext, StepOutput
+from ..sandbox import Sandbox
+from .base import BuildContext, StepOutput, tools_sandbox
 
 # The four directories bookworm's merged-/usr turns into symlinks into /usr (amd64).
 MERGED_USR = ("bin", "sbin", "lib", "lib64")
@@ -50,7 +55,7 @@ Package = tuple[str, str, str]  # (name, version, architecture)
 class RootfsStep:
     name: ClassVar[str] = "rootfs"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ("tools",)
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         recipe = ctx.recipe
@@ -69,15 +74,9 @@ class RootfsStep:
                 }
                 for p in sorted(ctx.lock.in_set("rootfs"), key=lambda p: (p.name, p.architecture))
             ],
-            "tool": {"mmdebstrap": package_version("mmdebstrap")},
         }
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        if os.geteuid() != 0:
-            raise BuildError(
-                "step rootfs: mmdebstrap must run as root to give the tree correct owners "
-                "(run the build as root, e.g. in a container or VM)"
-            )
         locked = ctx.lock.in_set("rootfs")
         if not locked:
             raise BuildError("step rootfs: the lock has no packages in the rootfs set")
@@ -91,9 +90,10 @@ class RootfsStep:
                 locked, ctx.deb_path, repo_dir, suite=archive.suite, codename=archive.codename
             )
             run_mmdebstrap(
+                tools_sandbox(ctx, inputs),
                 tree,
                 log=repo_dir.with_suffix(".log"),
-                repo_source=f"deb [trusted=yes] copy://{repo.root} ./",
+                repo=repo.root,
                 codename=archive.codename,
                 variant=variant,
                 include=ctx.recipe.rootfs_roots(),
@@ -120,17 +120,19 @@ class RootfsStep:
 
 
 def run_mmdebstrap(
+    tools: Sandbox,
     tree: Path,
     *,
     log: Path,
-    repo_source: str,
+    repo: Path,
     codename: str,
     variant: str,
     include: tuple[str, ...],
     architecture: str,
     source_date_epoch: int,
 ) -> None:
-    """Run mmdebstrap into the directory `tree` (which must not exist) from one apt source.
+    """Run the tools tree's mmdebstrap into the directory `tree` (which must not exist),
+    installing from the flat repository `repo`.
 
     Its status output goes to `log`; if it fails, the `BuildError` quotes the
     lines of that log that say why (apt's unmet dependencies, errors).
@@ -157,9 +159,14 @@ def run_mmdebstrap(
     argv.append(f"--setup-hook={_MERGED_USR_HOOK}")
     if variant == "extract":
         argv.append("--skip=cleanup/apt/cache")
-    argv += [codename, tree, repo_source]
+    argv += [codename, tree, f"deb [trusted=yes] copy://{repo} ./"]
     try:
-        run_tool(argv, env={"SOURCE_DATE_EPOCH": str(source_date_epoch)})
+        tools.run(
+            argv,
+            env={"SOURCE_DATE_EPOCH": str(source_date_epoch)},
+            binds=[repo],
+            writable=[tree.parent, log.parent],
+        )
     except ToolError as exc:
         reasons = _failure_lines(log)
         if not reasons:
@@ -202,8 +209,7 @@ def extracted_packages(tree: Path) -> set[Package]:
     cache = tree / "var/cache/apt"
     found: set[Package] = set()
     for deb in sorted((cache / "archives").glob("*.deb")):
-        output = run_tool(["dpkg-deb", "--field", deb, "Package", "Version", "Architecture"])
-        fields = _fields(output.stdout.decode(errors="replace"))
+        fields = read_control(deb)
         found.add(
             (fields.get("Package", ""), fields.get("Version", ""), fields.get("Architecture", ""))
         )

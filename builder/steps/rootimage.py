@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from ..canonical import derive_uuid
 from ..errors import BuildError
-from ..tools import package_version, run_tool
-from .base import BuildContext, StepOutput
+from ..sandbox import Sandbox
+from .base import BuildContext, StepOutput, tools_sandbox
 
 BLOCK_SIZE = 4096
 
@@ -31,12 +31,17 @@ def pad_to_block(path: Path, block: int = BLOCK_SIZE) -> int:
 
 
 def make_squashfs(
-    tree: Path, image: Path, compression: str, epoch: int, level: int | None = None
+    tools: Sandbox,
+    tree: Path,
+    image: Path,
+    compression: str,
+    epoch: int,
+    level: int | None = None,
 ) -> None:
     """Pack `tree` into a squashfs at `image` with fixed times and owners."""
-    # run_tool never passes SOURCE_DATE_EPOCH on, which matters here: mksquashfs
+    # The sandbox never passes SOURCE_DATE_EPOCH on, which matters here: mksquashfs
     # refuses it together with the explicit -mkfs-time/-all-time flags.
-    run_tool(
+    tools.run(
         [
             "mksquashfs",
             tree,
@@ -53,34 +58,39 @@ def make_squashfs(
             *(["-Xcompression-level", str(level)] if level is not None else []),
             "-no-progress",
             "-quiet",
-        ]
+        ],
+        binds=[tree],
+        writable=[image.parent],
     )
 
 
 def make_erofs(
-    tree: Path, image: Path, compression: str, epoch: int, uuid: str, level: int | None = None
+    tools: Sandbox,
+    tree: Path,
+    image: Path,
+    compression: str,
+    epoch: int,
+    uuid: str,
+    level: int | None = None,
 ) -> None:
     """Pack `tree` into an erofs at `image` with fixed times, owners and UUID."""
     argv: list[str | Path] = ["mkfs.erofs"]
     if compression != "none":
         argv.append(f"-z{compression}" + (f",{level}" if level is not None else ""))
     argv += [f"-T{epoch}", "--ignore-mtime", f"-U{uuid}", "--all-root", "--quiet", image, tree]
-    run_tool(argv)
+    tools.run(argv, binds=[tree], writable=[image.parent])
 
 
 class RootImageStep:
     name: ClassVar[str] = "rootimage"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ("overlay",)
+    requires: ClassVar[tuple[str, ...]] = ("tools", "overlay")
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        fmt = ctx.recipe.rootfs.format
-        package = "squashfs-tools" if fmt == "squashfs" else "erofs-utils"
         return {
-            "format": fmt,
+            "format": ctx.recipe.rootfs.format,
             "compression": ctx.recipe.rootfs.compression,
             "compression_level": ctx.recipe.rootfs.compression_level,
-            "tool": {package: package_version(package)},
         }
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
@@ -92,11 +102,12 @@ class RootImageStep:
         level = ctx.recipe.rootfs.compression_level
         image = out / "root.img"
         ctx.report(f"packing the root filesystem ({fmt}, {compression})")
+        tools = tools_sandbox(ctx, inputs)
         if fmt == "squashfs":
-            make_squashfs(tree, image, compression, ctx.source_date_epoch, level)
+            make_squashfs(tools, tree, image, compression, ctx.source_date_epoch, level)
         elif fmt == "erofs":
             uuid = derive_uuid("erofs-root", inputs["overlay"].content_digest)
-            make_erofs(tree, image, compression, ctx.source_date_epoch, uuid, level)
+            make_erofs(tools, tree, image, compression, ctx.source_date_epoch, uuid, level)
         else:
             raise BuildError(f"step rootimage: unknown root filesystem format {fmt!r}")
         size = pad_to_block(image)

@@ -7,11 +7,14 @@ records under "secure_boot", holds that blob in base64, so an observer
 rebuilds the unsigned UKI and reattaches it with
 `builder.secureboot.attach_signature` to get the signed UKI bit for bit.
 
-An observer who rebuilds without the private key sets
-$BOOTHKEY_SECURE_BOOT_SIGNATURE to the published manifest (or signature.bin):
-the step then attaches that signature to the rebuilt UKI instead of signing,
-and fails unless sbverify accepts the result, which it does only when the
-rebuilt UKI is the one that was signed.
+An observer who rebuilds without the private key passes the published
+signature explicitly (`build --secure-boot-signature FILE`, or `rebuild`, which
+takes it from the published manifest; it arrives as
+`BuildContext.secure_boot_signature`): the step then attaches it to the
+rebuilt UKI instead of signing, and fails unless sbverify accepts the result,
+which it does only when the rebuilt UKI is the one that was signed. Which of
+the two the step did, and the signature's digest, are among its options, so the
+step id covers it.
 
 The key file may be passphrase-protected PEM: the passphrase is read from
 $BOOTHKEY_SECURE_BOOT_PASSPHRASE, and a decrypted copy lives in the build's
@@ -35,13 +38,11 @@ from ..canonical import sha256_bytes, sha256_file
 from ..errors import BuildError, InputError
 from ..fsutil import write_atomic
 from ..recipe import SecureBootOptions
+from ..sandbox import Sandbox
 from ..secureboot import attach_signature, certificate_table, sbsign, sbverify
-from ..tools import package_version
-from .base import BuildContext, StepOutput
+from .base import BuildContext, StepOutput, tools_sandbox
 
 PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
-# An observer without the private key: attach this published signature instead of signing.
-SIGNATURE_ENV = "BOOTHKEY_SECURE_BOOT_SIGNATURE"
 
 
 def _options(ctx: BuildContext) -> SecureBootOptions:
@@ -83,54 +84,53 @@ def published_signature(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"${SIGNATURE_ENV}: {path}: cannot read: {exc.strerror}") from exc
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
     if path.suffix != ".json":
         return data
     try:
         encoded = json.loads(data)["secure_boot"]["signature"]
         return base64.b64decode(encoded, validate=True)
     except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"${SIGNATURE_ENV}: {path}: not a manifest with a secure_boot.signature"
-        ) from exc
+        raise InputError(f"{path}: not a manifest with a secure_boot.signature") from exc
 
 
 class SbsignStep:
     name: ClassVar[str] = "sbsign"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ("uki",)
+    requires: ClassVar[tuple[str, ...]] = ("tools", "uki")
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         # The certificate names the key: sbsign refuses a key that does not match it.
+        published = ctx.secure_boot_signature
         return {
             "certificate_sha256": sha256_file(_options(ctx).certificate),
             "signing_time": ctx.source_date_epoch,
-            "tool": {"sbsigntool": package_version("sbsigntool")},
+            "signature": ({"attach": sha256_bytes(published)} if published is not None else "sign"),
         }
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
         secure_boot = _options(ctx)
         unsigned = inputs["uki"].path / "BOOTX64.EFI"
         signed = out / "BOOTX64.EFI"
-        published = os.environ.get(SIGNATURE_ENV)
-        if published:
-            ctx.report(f"attaching the published Secure Boot signature from {published}")
-            table = published_signature(Path(published))
-            signed.write_bytes(attach_signature(unsigned.read_bytes(), table, str(unsigned)))
-            if not sbverify(signed, secure_boot.certificate):
+        tools = tools_sandbox(ctx, inputs)
+        published = ctx.secure_boot_signature
+        if published is not None:
+            ctx.report("attaching the published Secure Boot signature")
+            signed.write_bytes(attach_signature(unsigned.read_bytes(), published, str(unsigned)))
+            if not sbverify(tools, signed, secure_boot.certificate):
                 raise BuildError(
-                    f"step sbsign: the published signature ({published}) does not verify on this "
-                    "build's UKI: the rebuilt UKI differs from the one that was signed"
+                    "step sbsign: the published signature does not verify on this build's "
+                    "UKI: the rebuilt UKI differs from the one that was signed"
                 )
         else:
-            self._sign(ctx, secure_boot, unsigned, signed)
+            self._sign(ctx, tools, secure_boot, unsigned, signed)
         signed_bytes = signed.read_bytes()
         table = certificate_table(signed_bytes, str(signed))
         if attach_signature(unsigned.read_bytes(), table) != signed_bytes:
             raise BuildError(
                 "step sbsign: the signature cannot be reattached to the unsigned UKI bit for bit"
             )
-        if not sbverify(signed, secure_boot.certificate):
+        if not sbverify(tools, signed, secure_boot.certificate):
             raise BuildError("step sbsign: sbverify rejects the signed UKI")
         (out / "signature.bin").write_bytes(table)
         shutil.copyfile(inputs["uki"].path / "cmdline.txt", out / "cmdline.txt")
@@ -145,7 +145,11 @@ class SbsignStep:
 
     @staticmethod
     def _sign(
-        ctx: BuildContext, secure_boot: SecureBootOptions, unsigned: Path, signed: Path
+        ctx: BuildContext,
+        tools: Sandbox,
+        secure_boot: SecureBootOptions,
+        unsigned: Path,
+        signed: Path,
     ) -> None:
         work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=ctx.scratch))
         try:
@@ -153,6 +157,6 @@ class SbsignStep:
             key = work / "key.pem"
             write_plain_key(secure_boot.key, key)
             ctx.report("signing the UKI for Secure Boot (sbsign)")
-            sbsign(unsigned, key, secure_boot.certificate, signed, ctx.source_date_epoch)
+            sbsign(tools, unsigned, key, secure_boot.certificate, signed, ctx.source_date_epoch)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -27,8 +27,8 @@ from ..errors import BuildError, InputError
 from ..lockfile import Lock, LockedPackage
 from ..pe import normalise_pe, read_pe
 from ..recipe import Recipe
-from ..tools import package_version, run_tool
-from .base import BuildContext, StepOutput
+from ..sandbox import Sandbox
+from .base import BuildContext, StepOutput, tools_sandbox
 from .initrd import KERNEL_IMAGE
 
 STUB_PACKAGE = "systemd-boot-efi"
@@ -132,6 +132,7 @@ def section_layout(stub: Path, sizes: Sequence[tuple[str, int]]) -> list[tuple[s
 
 
 def assemble_uki(
+    tools: Sandbox,
     stub: Path,
     sections: Mapping[str, Path],
     output: Path,
@@ -153,14 +154,14 @@ def assemble_uki(
             f"{name}={vma:#x}",
         ]
     argv += [stub, output]
-    run_tool(argv)
+    tools.run(argv, binds=[stub, *sections.values()], writable=[output.parent])
     normalise_pe(output, timestamp)
 
 
 class UkiStep:
     name: ClassVar[str] = "uki"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ("verity", "initrd")
+    requires: ClassVar[tuple[str, ...]] = ("tools", "verity", "initrd")
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         kernel = kernel_package(ctx.lock)
@@ -171,7 +172,6 @@ class UkiStep:
             "cmdline": kernel_command_line(ctx.recipe, inputs["verity"].info),
             "os_release": os_release(ctx.recipe),
             "sections": list(UKI_SECTIONS),
-            "tool": {"binutils": package_version("binutils")},
         }
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
@@ -197,6 +197,7 @@ class UkiStep:
             (work / "os-release").write_text(os_release(ctx.recipe), encoding="utf-8")
             ctx.report(f"assembling the UKI (kernel {kernel_version})")
             assemble_uki(
+                tools_sandbox(ctx, inputs),
                 stub_file,
                 {
                     ".osrel": work / "os-release",

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from ..canonical import derive_hex, derive_uuid, sha256_file
 from ..errors import BuildError
-from ..tools import package_version, run_tool
-from .base import BuildContext, StepOutput
+from ..sandbox import Sandbox
+from .base import BuildContext, StepOutput, tools_sandbox
 from .rootimage import BLOCK_SIZE, pad_to_block
 
 HASH_ALGORITHM = "sha256"
@@ -32,9 +32,9 @@ def verity_uuid(root_sha256: str) -> str:
     return derive_uuid("verity-uuid", root_sha256)
 
 
-def format_verity(data: Path, hash_device: Path, salt: str, uuid: str) -> str:
+def format_verity(tools: Sandbox, data: Path, hash_device: Path, salt: str, uuid: str) -> str:
     """Write the hash tree of `data` to `hash_device`; return the root hash (hex)."""
-    result = run_tool(
+    result = tools.run(
         [
             "veritysetup",
             "format",
@@ -46,7 +46,9 @@ def format_verity(data: Path, hash_device: Path, salt: str, uuid: str) -> str:
             f"--hash-block-size={BLOCK_SIZE}",
             f"--salt={salt}",
             f"--uuid={uuid}",
-        ]
+        ],
+        binds=[data],
+        writable=[hash_device.parent],
     )
     found = _ROOT_HASH_RE.search(result.stdout.decode(errors="replace"))
     if found is None:
@@ -57,7 +59,7 @@ def format_verity(data: Path, hash_device: Path, salt: str, uuid: str) -> str:
 class VerityStep:
     name: ClassVar[str] = "verity"
     version: ClassVar[int] = 1
-    requires: ClassVar[tuple[str, ...]] = ("rootimage",)
+    requires: ClassVar[tuple[str, ...]] = ("tools", "rootimage")
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         return {
@@ -66,7 +68,6 @@ class VerityStep:
             "data_block_size": BLOCK_SIZE,
             "hash_block_size": BLOCK_SIZE,
             "superblock": True,
-            "tool": {"cryptsetup-bin": package_version("cryptsetup-bin")},
         }
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
@@ -79,7 +80,7 @@ class VerityStep:
         uuid = verity_uuid(root_sha256)
         hash_device = out / "verity.img"
         ctx.report("computing the dm-verity hash tree")
-        root_hash = format_verity(root_image, hash_device, salt, uuid)
+        root_hash = format_verity(tools_sandbox(ctx, inputs), root_image, hash_device, salt, uuid)
         pad_to_block(hash_device)
         return {
             "root_hash": root_hash,
