@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from ..build import build_image
 from ..recipe import load_recipe
