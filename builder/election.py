@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .canonical import canonical_json
 from .dsse import Envelope, new_envelope, parse_envelope
 from .errors import InputError, ValidationErrors, VerificationFailed
 from .jsonfields import FieldReader, kind_of
 from .keys import PublicKey, SigningKey
+from .safeload import decode_utf8, load_yaml, read_limited
 
 FORMAT = 1
 PAYLOAD_KIND = "boothkey-election-data"
@@ -129,15 +128,11 @@ class ElectionDefinition:
 def _read_structured(path: Path) -> tuple[Any, str]:
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_limited(path)
     except OSError as exc:
         raise InputError(f"{shown}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{shown}: not UTF-8 text") from exc
-    try:
-        return yaml.safe_load(text), text
-    except yaml.YAMLError as exc:
-        raise InputError(f"{shown}: not valid YAML or JSON: {exc}") from exc
+    text = decode_utf8(data, shown)
+    return load_yaml(text, shown, "YAML or JSON"), text
 
 
 def load_election(path: Path | str, stations_file: Path | str | None = None) -> ElectionDefinition:

@@ -1,6 +1,6 @@
 """Reading typed fields out of parsed JSON or YAML, collecting every problem with its place.
 
-`FieldReader` walks raw data (what `json.loads` or `yaml.safe_load` returned)
+`FieldReader` walks raw data (what `builder.safeload` parsed)
 and records each problem as `SOURCE: WHERE: MESSAGE` instead of stopping at
 the first one; the caller raises `ValidationErrors(reader.problems)` once it
 has read everything. Recipes, election definitions, manifests and lock files
@@ -9,12 +9,12 @@ are read this way.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import InputError
+from .safeload import load_json, read_limited
 
 T = TypeVar("T")
 
@@ -108,10 +108,12 @@ class FieldReader:
             self.error(where, f"expected a list, got {kind_of(value)}")
             return ()
         items: list[str] = []
+        seen: set[str] = set()  # a set: lists of tens of thousands of packages stay linear
         for index, item in enumerate(value):
             text = self.string(item, f"{where}[{index}]", pattern)
-            if unique and text and text in items:
+            if unique and text and text in seen:
                 self.error(f"{where}[{index}]", f"duplicate entry {text!r}")
+            seen.add(text)
             items.append(text)
         return tuple(items)
 
@@ -125,11 +127,12 @@ class FieldReader:
 
 def read_json_file(path: Path, what: str, missing_hint: str = "") -> Any:
     """Parsed JSON of `path`; `InputError` naming the file (and `what` it should be)
-    when it is absent or not JSON. `missing_hint` follows "no such ..." (e.g. how to
-    make it)."""
+    when it is absent, not UTF-8, not JSON, or beyond `builder.safeload`'s limits.
+    `missing_hint` follows "no such ..." (e.g. how to make it)."""
     try:
-        return json.loads(path.read_bytes())
+        data = read_limited(path)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no {what}{missing_hint}") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise InputError(f"{path}: not a readable JSON {what}: {exc}") from exc
+    return load_json(data, str(path), what)

@@ -10,6 +10,14 @@ are copied as symlinks; other special files are refused. An overlay file
 replaces a file or symlink already at its place (the symlink itself, not what
 it points to); a directory there is an error.
 
+Templates run in Jinja2's sandbox (`ImmutableSandboxedEnvironment`: no
+`__attribute__`, no changing values) and see nothing but those variables and
+Jinja2's pure helpers: no environment, no host files, nothing random.
+`{% include %}` and `{% import %}` name a file or template of the same
+overlay by its path inside it (`usr/share/booth/header.txt`); symlinks and
+anything outside the overlay are not found. Every template problem is an
+`InputError` naming the overlay file and line.
+
 Local leftovers are skipped, here and in `overlay_digest`: Python bytecode
 (*.pyc, __pycache__/) and directories tagged with a CACHEDIR.TAG (.mypy_cache,
 .pytest_cache, ...).
@@ -27,16 +35,19 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 
 from .canonical import sha256_file, sha256_json
 from .errors import InputError
 from .fsutil import lstat_or_none
 from .recipe import FileRule
+from .safeload import decode_utf8
 from .tools import run_tool
 
 TEMPLATE_SUFFIX = ".j2"
@@ -114,12 +125,9 @@ def apply_overlay(
     `shown` is how error messages name the overlay (default: its path).
     """
     label = shown or str(overlay)
-    environment = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
     entries = overlay_entries(overlay, label)
+    loader = _OverlayLoader(overlay, label, entries)
+    environment = _template_environment(loader)
     written: list[str] = []
     for rel, kind in entries:
         source = overlay / rel
@@ -148,7 +156,7 @@ def apply_overlay(
         else:
             mode = 0o755 if os.stat(source).st_mode & stat.S_IXUSR else 0o644
             if kind == "template":
-                data = _render(environment, source, where, variables)
+                data = _render(environment, loader, rel, where, variables)
                 _write_new(target, data, mode)
             else:
                 _write_new(target, source.read_bytes(), mode)
@@ -294,27 +302,96 @@ def _is_cache_dir(path: str) -> bool:
         return False
 
 
+# Jinja2's globals and filters that are not pure functions of their input: random text,
+# random choices. A template's output must follow from the overlay and the recipe alone.
+_IMPURE_GLOBALS = ("lipsum",)
+_IMPURE_FILTERS = ("random",)
+
+
+def _template_environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        auto_reload=False,
+    )
+    for name in _IMPURE_GLOBALS:
+        environment.globals.pop(name, None)
+    for name in _IMPURE_FILTERS:
+        environment.filters.pop(name, None)
+    return environment
+
+
+class _OverlayLoader(jinja2.BaseLoader):
+    """The files and templates of one overlay, by their path inside it, and nothing else:
+    only what `overlay_entries` lists (so what `overlay_digest` covers), never through a
+    symlink."""
+
+    def __init__(self, overlay: Path, label: str, entries: list[tuple[str, str]]) -> None:
+        self.overlay = overlay
+        self.label = label
+        self.readable = {rel for rel, kind in entries if kind in ("file", "template")}
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        if template not in self.readable:
+            raise jinja2.TemplateNotFound(
+                template,
+                f"no file {template!r} in the overlay {self.label} (a template may include "
+                "only files of its own overlay, named by their path inside it)",
+            )
+        fd = os.open(self.overlay / template, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as stream:
+            data = stream.read()
+        filename = self.filename(template)
+        return decode_utf8(data, filename), filename, lambda: True
+
+    def filename(self, template: str) -> str:
+        """How messages name `template` (also the file name in Jinja2's tracebacks)."""
+        return f"{self.label}/{template}"
+
+
 def _render(
-    environment: jinja2.Environment, source: Path, where: str, variables: Mapping[str, Any]
+    environment: jinja2.Environment,
+    loader: _OverlayLoader,
+    rel: str,
+    where: str,
+    variables: Mapping[str, Any],
 ) -> bytes:
     try:
-        text = source.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: a template must be UTF-8 text") from exc
-    try:
-        template = environment.from_string(text)
-        return template.render(dict(variables)).encode()
-    except jinja2.UndefinedError as exc:
-        raise InputError(
-            f"{where}: undefined template variable: {exc.message} "
-            f"(define it under `variables:` in the recipe)"
-        ) from exc
+        return environment.get_template(rel).render(dict(variables)).encode()
+    except InputError:
+        raise
     except jinja2.TemplateSyntaxError as exc:
-        raise InputError(
-            f"{where}: line {exc.lineno}: template syntax error: {exc.message}"
-        ) from exc
-    except jinja2.TemplateError as exc:
-        raise InputError(f"{where}: template error: {exc}") from exc
+        at = f"{exc.filename or where}: line {exc.lineno}"
+        raise InputError(f"{at}: template syntax error: {exc.message}") from exc
+    except Exception as exc:
+        # Whatever a template's code raises (a sandbox refusal, a missing include, 1/0,
+        # a recursion) is a problem of the template, reported at its line.
+        at = _template_line(exc, loader) or where
+        if isinstance(exc, jinja2.UndefinedError):
+            raise InputError(
+                f"{at}: undefined template variable: {exc.message} "
+                "(define it under `variables:` in the recipe)"
+            ) from exc
+        if isinstance(exc, jinja2.exceptions.SecurityError):
+            raise InputError(f"{at}: refused by the template sandbox: {exc}") from exc
+        if isinstance(exc, jinja2.TemplateNotFound):
+            raise InputError(f"{at}: template not found: {exc}") from exc
+        raise InputError(f"{at}: template error: {type(exc).__name__}: {exc}") from exc
+
+
+def _template_line(exc: BaseException, loader: _OverlayLoader) -> str | None:
+    """ "FILE: line N" of the innermost overlay template running when `exc` was raised
+    (Jinja2 rewrites tracebacks to show template lines)."""
+    prefix = loader.filename("")
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename.startswith(prefix):
+            found = f"{frame.f_code.co_filename}: line {line}"
+    return found
 
 
 def _make_directory(tree: Path, rel: str, where: str) -> None:

@@ -6,17 +6,17 @@ Every problem is reported with the file and the path inside it
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .canonical import sha256_json
 from .errors import InputError, ValidationErrors
 from .jsonfields import FieldReader, kind_of
+from .safeload import decode_utf8, load_yaml, read_limited
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ROOTFS_FORMATS = ("squashfs", "erofs")
@@ -57,6 +57,48 @@ DEFAULT_INITRD_MODULES = (
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# The kernel command line is the recipe's boot.cmdline, then the parameters the build
+# writes; the UKI's signature covers all of it. A recipe word is one kernel parameter,
+# NAME or NAME=VALUE, read the same way by the kernel, the initrd's shell and the booth:
+# printable ASCII without spaces or '"' (the kernel's quoting, which the others ignore).
+_CMDLINE_WORD_RE = re.compile(r"^[!#-~]+\Z")
+# Lower case: the kernel hands a NAME=VALUE it does not know to init as an environment
+# variable (LD_PRELOAD=..., PATH=...) and a word starting with '-' (`--`, `-s`) to init
+# as an argument; kernel parameters themselves are lower case (`8250.nr_uarts`).
+_CMDLINE_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]*\Z")
+# Parameters that decide what runs, so only the build may set them: a name, or a prefix
+# ending in ".". Compared with '-' read as '_', as the kernel does.
+CMDLINE_REFUSED = {
+    "boothkey.": "boothkey.* parameters are the build's (the initrd and the booth obey them)",
+    # what the kernel starts, and from where
+    "init": "the program the kernel starts is boot.init",
+    "rdinit": "the initrd's program is boothkey's",
+    "initrd": "the initrd is the one built into the UKI",
+    "noinitrd": "the initrd verifies the root file system",
+    "root": "the initrd finds and verifies the root file system",
+    "rootfstype": "the initrd finds and verifies the root file system",
+    "rootflags": "the initrd finds and verifies the root file system",
+    "dm_mod.create": "the initrd sets up the device mapper",
+    # run programs, or change which ones run
+    "sysctl.": "sysctl settings can make the kernel run programs (kernel.core_pattern, ...)",
+    "systemd.": "systemd.* parameters choose what systemd runs",
+    # words init takes as a runlevel (a single-user shell)
+    "single": "init would start a single-user shell",
+    "s": "init would start a single-user shell",
+    "emergency": "init would start an emergency shell",
+    "rescue": "init would start a rescue shell",
+}
+# x86's COMMAND_LINE_SIZE, with its terminating NUL.
+MAX_COMMAND_LINE = 2047
+# The longest the build's parameters get (see builder/steps/uki.py).
+_BUILD_PARAMETERS_MAX = len(
+    f"boothkey.roothash={'0' * 64} boothkey.salt={'0' * 64} "
+    f"boothkey.datablocks={2**64} boothkey.fstype={max(ROOTFS_FORMATS, key=len)} "
+    "boothkey.init="
+)
+# boot.init: one absolute, normalised path; spelled so that it stays one word.
+_INIT_PATH_RE = re.compile(r"^(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+\Z")
 
 
 @dataclass(frozen=True)
@@ -179,13 +221,10 @@ def load_recipe(path: Path | str) -> Recipe:
     recipe_path = Path(path).absolute()
     shown = str(path)
     try:
-        text = recipe_path.read_text(encoding="utf-8")
+        data = read_limited(recipe_path)
     except OSError as exc:
         raise InputError(f"{shown}: cannot read recipe: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{shown}: not valid YAML: {exc}") from exc
+    raw = load_yaml(decode_utf8(data, shown), shown)
     return parse_recipe(raw, recipe_path, shown)
 
 
@@ -226,18 +265,19 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
     distribution = _distribution(reader, top.get("distribution", {}), project)
     kernel = reader.string(top.get("kernel", "linux-image-amd64"), "kernel", _PACKAGE_RE)
     packages = reader.string_list(top.get("packages", []), "packages", _PACKAGE_RE)
-    overlays: list[Path] = []
-    for index, entry in enumerate(reader.string_list(top.get("overlays", []), "overlays")):
-        directory = (project / entry).resolve()
-        if entry and not directory.is_dir():
-            reader.error(
-                f"overlays[{index}]", f"no such directory {entry!r} (relative to {project})"
-            )
-        overlays.append(directory)
+    overlays = _overlays(reader, top.get("overlays", []), project)
     variables = _variables(reader, top.get("variables", {}))
     files = _files(reader, top.get("files", []))
     rootfs = _rootfs(reader, top.get("rootfs", {}))
     boot = _boot(reader, top.get("boot", {}))
+    if boot.init:
+        length = len(" ".join(boot.cmdline)) + 1 + _BUILD_PARAMETERS_MAX + len(boot.init)
+        if length > MAX_COMMAND_LINE:
+            reader.error(
+                "boot.cmdline",
+                f"with the build's parameters the kernel command line could reach {length} "
+                f"bytes; the kernel keeps {MAX_COMMAND_LINE}",
+            )
     epoch = top.get("source_date_epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         reader.error("source_date_epoch", f"expected a non-negative integer, got {kind_of(epoch)}")
@@ -284,6 +324,31 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
         data_partition=data_partition,
         project_dir=project,
     )
+
+
+def _overlays(reader: FieldReader, raw: Any, project: Path) -> tuple[Path, ...]:
+    """Overlay directories inside the project (for a source bundle: inside the bundle),
+    as `project`/their real path relative to it: nothing of the host outside the project
+    may go into an image, not even through a symlink."""
+    real_project = project.resolve()
+    overlays: list[Path] = []
+    for index, entry in enumerate(reader.string_list(raw, "overlays")):
+        if not entry:
+            continue
+        where = f"overlays[{index}]"
+        if entry.startswith("/"):
+            reader.error(where, f"{entry!r} must be a path relative to the project {project}")
+            continue
+        directory = (project / entry).resolve()
+        if not directory.is_relative_to(real_project):
+            reader.error(where, f"{entry!r} leads outside the project {project}; refused")
+        elif directory == real_project:
+            reader.error(where, f"{entry!r} is the whole project; name a directory inside it")
+        elif not directory.is_dir():
+            reader.error(where, f"no such directory {entry!r} (relative to {project})")
+        else:
+            overlays.append(project / directory.relative_to(real_project))
+    return tuple(overlays)
 
 
 def _existing_file(reader: FieldReader, value: Any, where: str, project: Path) -> Path:
@@ -432,9 +497,10 @@ def _boot(reader: FieldReader, raw: Any) -> BootOptions:
         raw, "boot", {"cmdline": False, "initrd_modules": False, "packages": False, "init": False}
     )
     cmdline = reader.string_list(entry.get("cmdline", []), "boot.cmdline", unique=False)
-    for index, arg in enumerate(cmdline):
-        if arg.startswith(("boothkey.", "root=", "init=")):
-            reader.error(f"boot.cmdline[{index}]", f"{arg!r} is set by boothkey itself")
+    for index, word in enumerate(cmdline):
+        problem = _cmdline_word_problem(word) if word else None
+        if problem is not None:
+            reader.error(f"boot.cmdline[{index}]", f"{word!r}: {problem}")
     modules = reader.string_list(
         entry.get("initrd_modules", list(DEFAULT_INITRD_MODULES)),
         "boot.initrd_modules",
@@ -446,4 +512,29 @@ def _boot(reader: FieldReader, raw: Any) -> BootOptions:
     init = reader.string(entry.get("init", "/sbin/init"), "boot.init")
     if init and not init.startswith("/"):
         reader.error("boot.init", f"{init!r} must be an absolute path")
+    elif init and (not _INIT_PATH_RE.match(init) or posixpath.normpath(init) != init):
+        reader.error(
+            "boot.init",
+            f"{init!r} must be one normalised absolute path (no '.' or '..' parts) of "
+            "letters, digits and . _ + -",
+        )
     return BootOptions(cmdline, modules, packages, init)
+
+
+def _cmdline_word_problem(word: str) -> str | None:
+    """Why `word` may not be a boot.cmdline entry, or None if it may."""
+    if not _CMDLINE_WORD_RE.match(word):
+        return 'must be one word of printable ASCII, without spaces, control characters or "'
+    name = word.split("=", 1)[0]
+    if not _CMDLINE_NAME_RE.match(name):
+        return (
+            "kernel parameter names are lower case letters, digits and _ . - (the kernel "
+            "passes other words to init, as arguments or environment variables)"
+        )
+    if name.isdigit():
+        return "init would take it as a runlevel"
+    key = name.replace("-", "_")
+    for refused, reason in CMDLINE_REFUSED.items():
+        if key == refused or (refused.endswith(".") and key.startswith(refused)):
+            return f"not for a recipe: {reason}"
+    return None

@@ -84,7 +84,7 @@ def test_every_problem_is_reported_at_once_with_its_path(tmp_path: Path) -> None
         "files[0].mode: expected an octal string",
         "rootfs.format: 'ext4' is not one of: squashfs, erofs",
         "rootfs.variant: 'minbase' is not one of: essential, extract, custom",
-        "boot.cmdline[1]: 'boothkey.roothash=00' is set by boothkey itself",
+        "boot.cmdline[1]: 'boothkey.roothash=00': not for a recipe: boothkey.* parameters are the build's",
         "boot.init: 'sbin/init' must be an absolute path",
         "source_date_epoch: expected a non-negative integer",
         "data_partition.size_mib: expected 1..1024 MiB, got 0",

@@ -47,20 +47,40 @@ while read -r module; do
 	insmod "/lib/modules/boothkey/$module.ko" || say "could not load module $module (continuing)"
 done </lib/modules/boothkey/load-order
 
-ROOTHASH=
-SALT=
-DATABLOCKS=
-FSTYPE=
-NEXT_INIT=
-for arg in $(cat /proc/cmdline); do
-	case "$arg" in
-	boothkey.roothash=*) ROOTHASH=${arg#*=} ;;
-	boothkey.salt=*) SALT=${arg#*=} ;;
-	boothkey.datablocks=*) DATABLOCKS=${arg#*=} ;;
-	boothkey.fstype=*) FSTYPE=${arg#*=} ;;
-	boothkey.init=*) NEXT_INIT=${arg#*=} ;;
-	esac
-done
+# Sets ROOTHASH, SALT, DATABLOCKS, FSTYPE and NEXT_INIT from the kernel command
+# line $1. The build writes each boothkey.* parameter once, after the recipe's
+# words; a repeated one means words were smuggled in, so it stops rather than
+# choose one of the values (the booth program refuses such a line too).
+read_boothkey_parameters() {
+	ROOTHASH=
+	SALT=
+	DATABLOCKS=
+	FSTYPE=
+	NEXT_INIT=
+	seen=" "
+	set -f # the words are data: no file name expansion
+	for arg in $1; do
+		case "$arg" in
+		boothkey.*)
+			key=${arg%%=*}
+			case "$seen" in
+			*" $key "*) stop "the kernel command line sets $key more than once; refusing it" ;;
+			esac
+			seen="$seen$key "
+			;;
+		esac
+		case "$arg" in
+		boothkey.roothash=*) ROOTHASH=${arg#*=} ;;
+		boothkey.salt=*) SALT=${arg#*=} ;;
+		boothkey.datablocks=*) DATABLOCKS=${arg#*=} ;;
+		boothkey.fstype=*) FSTYPE=${arg#*=} ;;
+		boothkey.init=*) NEXT_INIT=${arg#*=} ;;
+		esac
+	done
+	set +f
+}
+
+read_boothkey_parameters "$(cat /proc/cmdline)"
 
 echo "$ROOTHASH" | grep -qE '^[0-9a-f]{64}$' || stop "boothkey.roothash on the kernel command line is missing or not a sha256 hex digest"
 echo "$SALT" | grep -qE '^[0-9a-f]+$' || stop "boothkey.salt on the kernel command line is missing or not hex"

@@ -44,11 +44,24 @@ def election_fingerprint(payload: bytes) -> str:
 
 
 def root_hash_from_cmdline(cmdline: str) -> str | None:
-    """The value of ``boothkey.roothash=`` on a kernel command line, if present and valid."""
-    found = None
-    for word in cmdline.split():
-        if word.startswith("boothkey.roothash="):
-            found = word.split("=", 1)[1].lower()
-    if found is None or not _HEX64.match(found):
+    """The value of ``boothkey.roothash=`` on a kernel command line, if present and valid,
+    and if no ``boothkey.*`` parameter appears twice (the build writes each once)."""
+    parameters = _boothkey_parameters(cmdline)
+    found = None if parameters is None else parameters.get("boothkey.roothash")
+    if found is None or not _HEX64.match(found.lower()):
         return None
+    return found.lower()
+
+
+def _boothkey_parameters(cmdline: str) -> dict[str, str] | None:
+    """The ``boothkey.*`` parameters, or None if one is repeated: then words were added
+    to what the build wrote, and the booth names no fingerprint (the initrd stops too).
+    Words are split as the initrd's shell splits them, at spaces, tabs and newlines."""
+    found: dict[str, str] = {}
+    for word in re.split(r"[ \t\n]+", cmdline):
+        if word.startswith("boothkey."):
+            key, _, value = word.partition("=")
+            if key in found:
+                return None
+            found[key] = value
     return found
