@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import struct
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +39,37 @@ MAGIC = b"BKDATA01"
 HEADER = struct.Struct(">8sQ")
 MAX_ENVELOPE = 16 * 1024 * 1024  # the booth refuses anything larger
 CHOOSE = ("list", "candidate")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Names are shown on the booth's console: no control characters (escape sequences).
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# \Z, not $: `$` also matches before a final newline, which would reach the screen.
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+MAX_TEXT_LENGTH = 200
+# Texts are shown on the voter's screen and ballot (docs/election-data.md, "Text shown
+# to the voter"); the booth applies the same rule with its own code (booth/text.py).
+# Refused by category: controls (C0, DEL, C1: escape sequences), format characters (bidi
+# controls, zero-width characters, BOM, soft hyphen, tags), surrogates, private use,
+# unassigned code points, line and paragraph separators.
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character (bidi control, zero-width or similar)",
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+# Default-ignorable code points outside those categories: fillers and variation
+# selectors that a terminal shows as nothing.
+_INVISIBLE_RANGES = (
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers
+    (0x17B4, 0x17B5),  # Khmer inherent vowels
+    (0x180B, 0x180D),  # Mongolian free variation selectors
+    (0x180F, 0x180F),
+    (0x3164, 0x3164),  # Hangul filler
+    (0xFE00, 0xFE0F),  # variation selectors
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler
+    (0xE0100, 0xE01EF),  # variation selectors supplement
+)
 
 
 @dataclass(frozen=True)
@@ -154,7 +184,7 @@ def load_election(path: Path | str, stations_file: Path | str | None = None) -> 
     election_name = _name(reader, info.get("name"), "election.name") if "name" in info else ""
     date = None
     if "date" in info:
-        date = reader.string(info["date"], "election.date", re.compile(r"^\d{4}-\d{2}-\d{2}$"))
+        date = reader.string(info["date"], "election.date", _DATE_RE)
     races = _races(reader, top.get("races", []))
     race_ids = [race.id for race in races]
     stations: tuple[Station, ...] = ()
@@ -240,10 +270,30 @@ def _station_entries(
     return tuple(stations)
 
 
+def text_problem(text: str) -> str | None:
+    """Why `text` may not be shown to a voter, or None if it may: at most
+    `MAX_TEXT_LENGTH` characters, not blank, no control, format (bidi, zero-width),
+    separator, private-use, unassigned or invisible character. Accented letters and
+    every script are allowed. The reason names a character by its code point only."""
+    if len(text) > MAX_TEXT_LENGTH:
+        return f"is {len(text)} characters long, more than {MAX_TEXT_LENGTH}"
+    for position, char in enumerate(text, start=1):
+        refused = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+        code = ord(char)
+        if refused is None and any(low <= code <= high for low, high in _INVISIBLE_RANGES):
+            refused = "an invisible character"
+        if refused is not None:
+            return f"contains {refused} (U+{code:04X}) at character {position}"
+    if not text.strip():
+        return "is empty or only spaces"
+    return None
+
+
 def _name(reader: FieldReader, value: Any, where: str) -> str:
     text = reader.string(value, where)
-    if _CONTROL_RE.search(text):
-        reader.error(where, "contains control characters")
+    problem = text_problem(text) if text else None
+    if problem is not None:
+        reader.error(where, problem)
     return text
 
 
@@ -268,7 +318,9 @@ def _check_unique(reader: FieldReader, item_id: str, where: str, seen: set[str])
     seen.add(item_id)
 
 
-def _races(reader: FieldReader, raw: Any) -> tuple[Race, ...]:
+def _races(reader: FieldReader, raw: Any, written_out: bool = False) -> tuple[Race, ...]:
+    """Races of a definition; with `written_out`, of a payload (`station_payload` writes
+    every default out, and the booth requires them)."""
     if not isinstance(raw, list) or not raw:
         reader.error("races", f"expected a non-empty list, got {kind_of(raw)}")
         return ()
@@ -279,7 +331,13 @@ def _races(reader: FieldReader, raw: Any) -> tuple[Race, ...]:
         entry = reader.mapping(
             item,
             where,
-            {"id": True, "name": True, "rules": True, "lists": False, "candidates": False},
+            {
+                "id": True,
+                "name": True,
+                "rules": True,
+                "lists": written_out,
+                "candidates": written_out,
+            },
         )
         race_id = reader.string(entry.get("id"), f"{where}.id", _ID_RE) if "id" in entry else ""
         if race_id in race_ids:
@@ -295,7 +353,7 @@ def _races(reader: FieldReader, raw: Any) -> tuple[Race, ...]:
         for list_index, list_item in enumerate(raw_lists):
             at = f"{where}.lists[{list_index}]"
             list_entry = reader.mapping(
-                list_item, at, {"id": True, "name": True, "candidates": False}
+                list_item, at, {"id": True, "name": True, "candidates": written_out}
             )
             list_id = (
                 reader.string(list_entry.get("id"), f"{at}.id", _ID_RE)
@@ -309,7 +367,7 @@ def _races(reader: FieldReader, raw: Any) -> tuple[Race, ...]:
             members = _people(reader, list_entry.get("candidates", []), f"{at}.candidates", seen)
             lists.append(PartyList(list_id, list_name, members))
         candidates = _people(reader, entry.get("candidates", []), f"{where}.candidates", seen)
-        rules = _rules(reader, entry.get("rules", {}), f"{where}.rules")
+        rules = _rules(reader, entry.get("rules", {}), f"{where}.rules", written_out)
         race = Race(race_id, name, rules, tuple(lists), candidates)
         if rules.choose and "rules" in entry:
             count = race.choice_count()
@@ -323,8 +381,12 @@ def _races(reader: FieldReader, raw: Any) -> tuple[Race, ...]:
     return tuple(races)
 
 
-def _rules(reader: FieldReader, raw: Any, where: str) -> Rules:
-    entry = reader.mapping(raw, where, {"choose": True, "min": False, "max": False, "blank": False})
+def _rules(reader: FieldReader, raw: Any, where: str, written_out: bool = False) -> Rules:
+    entry = reader.mapping(
+        raw,
+        where,
+        {"choose": True, "min": written_out, "max": written_out, "blank": written_out},
+    )
     choose = (
         reader.choice(entry.get("choose"), f"{where}.choose", CHOOSE) if "choose" in entry else ""
     )
@@ -359,10 +421,49 @@ def station_payload(definition: ElectionDefinition, station: Station) -> dict[st
     }
 
 
+def payload_problems(payload: bytes, shown: str) -> list[str]:
+    """Why the booth would refuse these payload bytes as not usable (`[]`: it shows them):
+    anything but the structure `station_payload` writes, an invalid id or rule, or a
+    text breaking `text_problem`. Each problem names its place, never the text."""
+    try:
+        raw = json.loads(payload)
+    except (ValueError, RecursionError):
+        return [f"{shown}: the payload is not UTF-8 JSON"]
+    reader = FieldReader(f"{shown}: payload")
+    top = reader.mapping(
+        raw,
+        "",
+        {"format": True, "type": True, "election": True, "station": True, "races": True},
+    )
+    if "format" in top and (type(top["format"]) is not int or top["format"] != FORMAT):
+        reader.error("format", f"expected {FORMAT}")
+    if "type" in top and top["type"] != PAYLOAD_KIND:
+        reader.error("type", f"expected {PAYLOAD_KIND!r}")
+    info = reader.mapping(
+        top.get("election", {}), "election", {"id": True, "name": True, "date": False}
+    )
+    station = reader.mapping(top.get("station", {}), "station", {"id": True, "name": True})
+    for where, entry in (("election", info), ("station", station)):
+        if "id" in entry:
+            reader.string(entry["id"], f"{where}.id", _ID_RE)
+        if "name" in entry:
+            _name(reader, entry["name"], f"{where}.name")
+    if "date" in info:
+        reader.string(info["date"], "election.date", _DATE_RE)
+    if "races" in top:
+        _races(reader, top["races"], written_out=True)
+    return reader.problems
+
+
 def sign_payload(payload: Mapping[str, Any], keys: Sequence[SigningKey]) -> Envelope:
-    """A DSSE envelope over the canonical payload, signed by every key in `keys`."""
+    """A DSSE envelope over the canonical payload, signed by every key in `keys`.
+    A payload the booth would refuse (`payload_problems`) is never signed:
+    `ValidationErrors`."""
     if not keys:
         raise InputError("election data must be signed: give at least one --key")
+    problems = payload_problems(canonical_json(payload), "election data")
+    if problems:
+        raise ValidationErrors(problems)
     envelope = new_envelope(payload, PAYLOAD_TYPE)
     for key in keys:
         envelope = envelope.add_signature(key)
@@ -382,8 +483,9 @@ def parse_election_envelope(data: bytes, shown: str) -> Envelope:
 def verify_election_envelope(
     envelope: Envelope, trusted: Mapping[str, PublicKey], shown: str
 ) -> list[str]:
-    """Names of trusted keys with a valid signature, by the booth's rule: at least one, and
-    no signature claiming a trusted key may fail. `VerificationFailed` otherwise."""
+    """Names of trusted keys with a valid signature, by the booth's rule: at least one,
+    no signature claiming a trusted key may fail, and the signed payload must be election
+    data the booth shows (`payload_problems`). `VerificationFailed` otherwise."""
     if not envelope.signatures:
         raise VerificationFailed(f"{shown}: the election data is not signed")
     signers: list[str] = []
@@ -398,6 +500,11 @@ def verify_election_envelope(
             signers.append(key.name)
     if not signers:
         raise VerificationFailed(f"{shown}: signed only by keys that are not trusted")
+    problems = payload_problems(envelope.payload, shown)
+    if problems:
+        raise VerificationFailed(
+            "\n".join([f"{shown}: signed, but the booth would refuse it as not usable:", *problems])
+        )
     return signers
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,12 @@ from builder.keys import load_trusted_keys
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (
     EXAMPLE,
+    HIDDEN_TEXTS,
     KEYS,
     altered_envelope,
     example_definition,
+    example_payload,
+    sign_unchecked,
     signing_key,
 )
 
@@ -90,7 +94,7 @@ def test_every_problem_is_reported_with_its_path(tmp_path: Path) -> None:
         "races[0].rules.min: min 3 is more than max 2",
         "races[0].rules.blank: expected true or false",
         "races[0].lists[1].id: duplicate id 'a' in this race",
-        "races[0].lists[0].name: contains control characters",
+        "races[0].lists[0].name: contains a control character (U+001B) at character 5",
         "races[1].id: duplicate race 'r1'",
         "races[1].rules.choose: there is no candidate to choose",
         "stations[1].id: duplicate station 's1'",
@@ -286,3 +290,107 @@ def test_cli_errors_are_input_errors(
     )  # fmt: skip
     assert code == 2
     assert "--station" in capsys.readouterr().err
+
+
+# Where a definition carries text shown to the voter, and how to put `text` there.
+TEXT_PLACES: dict[str, Callable[[Any, str], None]] = {
+    "election.name": lambda raw, text: raw["election"].update(name=text),
+    "races[0].name": lambda raw, text: raw["races"][0].update(name=text),
+    "races[0].lists[1].name": lambda raw, text: raw["races"][0]["lists"][1].update(name=text),
+    "stations[0].name": lambda raw, text: raw["stations"][0].update(name=text),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HIDDEN_TEXTS))
+def test_check_refuses_text_a_voter_must_not_see(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hidden = HIDDEN_TEXTS[kind]
+    for place, put in TEXT_PLACES.items():
+        raw = json.loads(json.dumps(MINIMAL))
+        put(raw, hidden)
+        definition = _write(tmp_path, raw)
+        assert main(["election", "check", str(definition)]) == 2
+        out = capsys.readouterr()
+        assert f"election.yaml: {place}: " in out.err
+        assert hidden not in out.err + out.out
+        assert "\x1b" not in out.err and "pwned" not in out.err
+
+
+def test_candidates_and_csv_stations_follow_the_text_rule(tmp_path: Path) -> None:
+    raw = json.loads(json.dumps(MINIMAL))
+    raw["races"][0]["rules"]["choose"] = "candidate"
+    raw["races"][0]["lists"][0]["candidates"] = [{"id": "c1", "name": "Jansen\u200b, Anna"}]
+    raw["races"][0]["candidates"] = [{"id": "c2", "name": "x" * 1_000_000}]
+    problems = "\n".join(_problems(tmp_path, raw))
+    assert (
+        "races[0].lists[0].candidates[0].name: contains an invisible format character" in problems
+    )
+    assert "races[0].candidates[0].name: is 1000000 characters long, more than 200" in problems
+    stations = tmp_path / "stations.csv"
+    stations.write_text("id,name\n0001,Stad\u202ehuis\n0002,Zoë\u2019s Bibliothèque\n", "utf-8")
+    with pytest.raises(ValidationErrors) as caught:
+        load_stations(stations, ["r1"])
+    assert caught.value.problems == [
+        f"{stations}: line 2.name: contains an invisible format character (bidi control, "
+        "zero-width or similar) (U+202E) at character 5"
+    ]
+
+
+def test_ids_and_dates_cannot_end_in_a_newline(tmp_path: Path) -> None:
+    raw = json.loads(json.dumps(MINIMAL))
+    raw["election"]["id"] = "e1\n"
+    raw["election"]["date"] = "2030-03-20\n"
+    raw["stations"][0]["id"] = "s1\n"
+    problems = "\n".join(_problems(tmp_path, raw))
+    assert "election.id: invalid value 'e1\\n'" in problems
+    assert "election.date: invalid value '2030-03-20\\n'" in problems
+    assert "stations[0].id: invalid value 's1\\n'" in problems
+    raw = json.loads(json.dumps(MINIMAL))
+    raw["election"]["date"] = "\u0662\u0660\u0663\u0660-03-20"  # Arabic-Indic digits
+    assert any("election.date: invalid value" in p for p in _problems(tmp_path, raw))
+
+
+def test_sign_refuses_hidden_text(
+    tmp_path: Path, passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.loads(json.dumps(MINIMAL))
+    raw["races"][0]["lists"][0]["name"] = "A\u202e"
+    definition = _write(tmp_path, raw)
+    output = tmp_path / "s1.election.json"
+    key = str(KEYS / "test-authority.key")
+    sign = ["election", "sign", str(definition), "--station", "s1", "--key", key]
+    assert main([*sign, "-o", str(output)]) == 2
+    assert "races[0].lists[0].name: contains an invisible format character" in (
+        capsys.readouterr().err
+    )
+    assert not output.exists()
+    # Nor does signing accept a payload made by hand.
+    payload = example_payload()
+    payload["station"]["name"] = HIDDEN_TEXTS["escape sequences"]
+    with pytest.raises(ValidationErrors, match=r"station\.name: contains a control character"):
+        sign_payload(payload, [signing_key()])
+
+
+@pytest.mark.parametrize("kind", ["escape sequences", "right-to-left override", "a megabyte"])
+def test_verify_refuses_hidden_text_signed_without_check(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An authority key signed a payload carrying escape sequences with its own tools,
+    never running `election check`: the booth would refuse it, so verify does too."""
+    payload = example_payload()
+    payload["races"][0]["lists"][0]["candidates"][1]["name"] = HIDDEN_TEXTS[kind]
+    envelope = tmp_path / "0001.election.json"
+    envelope.write_bytes(sign_unchecked(payload))
+    assert main(["election", "verify", str(envelope), "--keys", str(KEYS)]) == 3
+    out = capsys.readouterr()
+    assert "signed, but the booth would refuse it as not usable" in out.err
+    assert "races[0].lists[0].candidates[1].name: " in out.err
+    assert "OK" not in out.out
+    assert HIDDEN_TEXTS[kind] not in out.err + out.out
+    assert "\x1b" not in out.err + out.out and "\u202e" not in out.err + out.out
+    data = tmp_path / "0001.data"
+    argv = ["election", "data", "--envelope", str(envelope), "--size-mib", "2", "-o", str(data)]
+    assert main(argv) == 2
+    assert not data.exists()
+    assert "races[0].lists[0].candidates[1].name: " in capsys.readouterr().err

@@ -7,7 +7,11 @@
 - `stations DEFINITION [--stations FILE] --key KEY --out DIR (--manifest M [--image IMG] |
   --size-mib N) [--jobs N]`: every station's envelope, data partition and (with --image)
   full image, plus DIR/stations.json with each station's election fingerprint.
-- `verify FILE --keys DIR`: check the signature as the booth does; print the fingerprint.
+- `verify FILE --keys DIR`: check the signature and the payload as the booth does (every
+  text by `election.text_problem`); print the fingerprint.
+
+Every text of the election is checked by `election.text_problem` before it is signed, and
+again by `verify` and `data --envelope` on data signed elsewhere.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from ..election import (
     envelope_bytes,
     load_election,
     parse_election_envelope,
+    payload_problems,
     sign_payload,
     station_payload,
     verify_election_envelope,
 )
-from ..errors import InputError
+from ..errors import InputError, ValidationErrors
 from ..fingerprint import election_fingerprint, read_station_data
 from ..fsutil import write_atomic
 from ..keys import SigningKey, load_private_key, load_trusted_keys, read_passphrase
@@ -166,6 +171,9 @@ def run_data(args: argparse.Namespace) -> int:
             raise InputError("--envelope replaces the definition, --station and --key")
         envelope = args.envelope.read_bytes()
         payload = parse_election_envelope(envelope, str(args.envelope)).payload
+        problems = payload_problems(payload, str(args.envelope))
+        if problems:
+            raise ValidationErrors(problems)
     else:
         if args.definition is None or args.station is None:
             raise InputError("give a definition and --station, or --envelope")

@@ -20,7 +20,9 @@ from typing import Any
 import pexpect
 
 from builder.canonical import canonical_json
+from builder.dsse import new_envelope
 from builder.election import (
+    PAYLOAD_TYPE,
     ElectionDefinition,
     envelope_bytes,
     load_election,
@@ -36,6 +38,45 @@ EXAMPLE = REPO / "examples" / "election"
 TEST_PASSPHRASE = b"boothkey-test"
 ROOT_HASH = "5a" * 32
 MIB = 1024 * 1024
+
+# Texts the voter must never be shown (docs/election-data.md, "Text shown to the voter"),
+# each standing for a kind of character, and texts that must stay allowed.
+HIDDEN_TEXTS = {
+    "escape sequences": "Stadhuis\x1b[2J\x1b]0;pwned\x07",
+    "C1 control (CSI)": "Stad\x9b2Jhuis",
+    "delete": "Stad\x7fhuis",
+    "newline": "Stad\nhuis",
+    "right-to-left override": "Stad\u202ehuis",
+    "bidi isolate": "\u2066Stadhuis\u2069",
+    "left-to-right mark": "Stadhuis\u200e",
+    "Arabic letter mark": "Stadhuis\u061c",
+    "zero-width space": "Stad\u200bhuis",
+    "zero-width joiner": "Stad\u200dhuis",
+    "word joiner": "Stad\u2060huis",
+    "byte order mark": "\ufeffStadhuis",
+    "line separator": "Stad\u2028huis",
+    "paragraph separator": "Stad\u2029huis",
+    "private use": "Stad\ue000huis",
+    "unassigned": "Stad\u0378huis",
+    "Hangul filler": "Stad\u3164huis",
+    "variation selector": "Stad\ufe0fhuis",
+    "201 characters": "x" * 201,
+    "a megabyte": "x" * 1_000_000,
+    "blank": "   ",
+}
+SHOWN_TEXTS = [
+    "Stadhuis",
+    "Zoë Müller-Łukasiewicz",
+    "Ἀθῆναι",
+    "Иванов, Иван",
+    "李小龙",
+    "محمد علي",
+    "עברית",
+    "Jose\u0301 (decomposed accent)",
+    "O'Brien & Söhne (Partij A)",
+    "non-breaking\u00a0space",
+    "x" * 200,
+]
 
 if str(BOOTH_LIB) not in sys.path:
     # The booth package is not installed on the host; it is imported from the overlay.
@@ -61,6 +102,26 @@ def example_envelope(
     definition = example_definition()
     payload = station_payload(definition, definition.station(station))
     return envelope_bytes(sign_payload(payload, [signing_key(name) for name in signers]))
+
+
+def example_payload(station: str = "0001") -> dict[str, Any]:
+    """The example's payload for one station, as a plain (mutable) JSON object."""
+    definition = example_definition()
+    payload: dict[str, Any] = json.loads(
+        canonical_json(station_payload(definition, definition.station(station)))
+    )
+    return payload
+
+
+def sign_unchecked(
+    payload: dict[str, Any], signers: tuple[str, ...] = ("test-authority",)
+) -> bytes:
+    """An envelope over any payload, signed by authority keys without the builder's
+    checks (as an authority signing with its own tools could)."""
+    envelope = new_envelope(payload, PAYLOAD_TYPE)
+    for name in signers:
+        envelope = envelope.add_signature(signing_key(name))
+    return envelope_bytes(envelope)
 
 
 def reenvelope(envelope: bytes, **changes: Any) -> bytes:

@@ -11,13 +11,16 @@ from pathlib import Path
 import pexpect
 import pytest
 from booth_helpers import (
+    HIDDEN_TEXTS,
     ROOT_HASH,
     BoothRun,
     altered_envelope,
     booth_module,
     data_partition,
     example_envelope,
+    example_payload,
     reenvelope,
+    sign_unchecked,
     spawn_booth,
 )
 
@@ -180,6 +183,30 @@ def test_refuses_when_one_trusted_signature_of_two_fails(tmp_path: Path) -> None
 def test_refuses_damaged_data(tmp_path: Path) -> None:
     envelope = example_envelope()
     _refused(tmp_path, envelope[: len(envelope) // 2], "damaged")
+
+
+def test_refuses_hidden_text_signed_without_the_builder_and_never_prints_it(
+    tmp_path: Path,
+) -> None:
+    payload = example_payload()
+    payload["station"]["name"] = HIDDEN_TEXTS["escape sequences"]
+    payload["races"][0]["candidates"][0]["name"] = "Smit\u202e, Eva"
+    data = data_partition(tmp_path / "data.img", sign_unchecked(payload))
+    run = spawn_booth(tmp_path, data)
+    try:
+        run.child.expect(r"REFUSED: ([^\r\n]*)")
+        message = str(run.child.match.group(1))
+        assert message.endswith("[invalid]")
+        assert "station.name contains a control character (U+001B)" in message
+        run.child.sendline("")
+        run.child.sendeof()
+        run.child.expect(pexpect.EOF)
+        shown = str(run.child.before)
+    finally:
+        run.close()
+    log = message + shown
+    assert "\x1b" not in log and "\u202e" not in log and "pwned" not in log
+    assert "READY" not in log and "STATION:" not in log
 
 
 def test_refuses_when_no_authority_key_is_installed(tmp_path: Path) -> None:

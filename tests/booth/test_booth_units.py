@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from booth_helpers import (
     BOOTH_LIB,
+    HIDDEN_TEXTS,
     KEYS,
+    SHOWN_TEXTS,
     altered_envelope,
     booth_module,
     data_partition,
     example_definition,
     example_envelope,
+    example_payload,
 )
 
 from builder import election as builder_election
 from builder import fingerprint as builder_fingerprint
+from builder.canonical import canonical_json
 
 ballot = booth_module("ballot")
 datapart = booth_module("datapart")
 election = booth_module("election")
 fingerprint = booth_module("fingerprint")
+text = booth_module("text")
 
 
 def _trusted(*names: str) -> dict[str, object]:
@@ -171,6 +178,115 @@ def test_invalid_payload_is_refused() -> None:
     with pytest.raises(datapart.DataRefused) as refused:
         election.parse_payload(json.dumps({"type": "something"}).encode())
     assert refused.value.reason == "invalid"
+
+
+@pytest.mark.parametrize("kind", sorted(HIDDEN_TEXTS))
+def test_text_rule_refuses_what_a_voter_must_not_see(kind: str) -> None:
+    problem = text.text_problem(HIDDEN_TEXTS[kind])
+    assert problem is not None
+    assert problem == builder_election.text_problem(HIDDEN_TEXTS[kind])
+
+
+@pytest.mark.parametrize("shown", SHOWN_TEXTS)
+def test_text_rule_keeps_accents_and_every_script(shown: str) -> None:
+    assert text.text_problem(shown) is None
+    assert builder_election.text_problem(shown) is None
+
+
+def test_booth_and_builder_text_rules_agree_on_every_code_point() -> None:
+    disagree = [
+        f"U+{code:04X}"
+        for code in range(0x110000)
+        if text.text_problem(f"a{chr(code)}") != builder_election.text_problem(f"a{chr(code)}")
+    ]
+    assert disagree == []
+
+
+# Every place of the payload whose text the booth shows: the console and the ballot.
+SHOWN_PLACES = {
+    "election.name": lambda p: p["election"],
+    "station.name": lambda p: p["station"],
+    "races[0].name": lambda p: p["races"][0],
+    "races[0].lists[1].name": lambda p: p["races"][0]["lists"][1],
+    "races[0].lists[0].candidates[1].name": lambda p: p["races"][0]["lists"][0]["candidates"][1],
+    "races[0].candidates[0].name": lambda p: p["races"][0]["candidates"][0],
+    "races[1].lists[0].name": lambda p: p["races"][1]["lists"][0],
+}
+
+
+@pytest.mark.parametrize("place", sorted(SHOWN_PLACES))
+@pytest.mark.parametrize("kind", ["escape sequences", "right-to-left override", "a megabyte"])
+def test_booth_refuses_hidden_text_anywhere_without_showing_it(place: str, kind: str) -> None:
+    payload = example_payload()
+    SHOWN_PLACES[place](payload)["name"] = HIDDEN_TEXTS[kind]
+    signed = canonical_json(payload)
+    with pytest.raises(datapart.DataRefused) as refused:
+        election.parse_payload(signed)
+    assert refused.value.reason == "invalid"
+    message = refused.value.message
+    assert message.startswith(f"the election data is not usable: {place} ")
+    assert "pwned" not in message and "\x1b" not in message and "\u202e" not in message
+    assert len(message) < 200
+    assert builder_election.payload_problems(signed, "p") != []
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def change(payload: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = payload
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        if value is _DELETE:
+            del target[last]
+        else:
+            target[last] = value
+
+    return change
+
+
+_DELETE = object()
+
+# Changes to a payload signed without the builder's checks; the booth and
+# `election verify` (builder.election.payload_problems) must judge each the same.
+PAYLOAD_CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "none": lambda p: None,
+    "election id with a newline": _set("election.id", "gr2030\n"),
+    "station id with an escape": _set("station.id", "0001\x1b[2J"),
+    "candidate id with a space": _set("races.0.candidates.0.id", "I 1"),
+    "date with a newline": _set("election.date", "2030-03-20\n"),
+    "date in Arabic-Indic digits": _set("election.date", "\u0662\u0660\u0663\u0660-03-20"),
+    "no date": _set("election.date", _DELETE),
+    "name not text": _set("races.0.name", 7),
+    "lists missing": _set("races.1.lists", _DELETE),
+    "candidates missing": _set("races.0.lists.0.candidates", _DELETE),
+    "blank missing": _set("races.0.rules.blank", _DELETE),
+    "min is true": _set("races.0.rules.min", True),
+    "min is zero": _set("races.0.rules.min", 0),
+    "max above the choices": _set("races.0.rules.max", 6),
+    "max is a float": _set("races.0.rules.max", 2.0),
+    "blank is a word": _set("races.0.rules.blank", "yes"),
+    "unknown rule": _set("races.0.rules.choose", "party"),
+    "format is true": _set("format", True),
+    "another type": _set("type", "something"),
+    "an unknown field": _set("station.colour", "red"),
+    "no races": _set("races", []),
+}
+
+
+@pytest.mark.parametrize("change", sorted(PAYLOAD_CHANGES))
+def test_booth_and_election_verify_judge_payloads_alike(change: str) -> None:
+    payload = example_payload()
+    PAYLOAD_CHANGES[change](payload)
+    signed = canonical_json(payload)
+    builder_problems = builder_election.payload_problems(signed, "p")
+    try:
+        election.parse_payload(signed)
+        booth_refused = False
+    except datapart.DataRefused as refused:
+        assert refused.reason == "invalid"
+        booth_refused = True
+    assert booth_refused == bool(builder_problems), builder_problems
+    assert booth_refused == (change not in ("none", "no date"))
 
 
 def _freeze(value: object) -> object:
