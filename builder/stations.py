@@ -36,7 +36,7 @@ from .errors import InputError, VerificationFailed
 from .fingerprint import election_fingerprint
 from .fsutil import atomic_output, atomic_path, write_atomic
 from .keys import SigningKey
-from .manifest import Manifest, PartitionInfo, read_manifest
+from .manifest import Manifest, PartitionInfo, check_layout, read_manifest
 
 DATA_PARTITION = "booth-data"
 MIB = 1024 * 1024
@@ -94,6 +94,7 @@ def data_partition_of(manifest: Manifest) -> PartitionInfo:
 def open_software_image(image: Path, manifest_path: Path) -> SoftwareImage:
     """Check `image` is the one `manifest_path` describes (size, sha256, zero data partition)."""
     manifest = read_manifest(manifest_path)
+    check_layout(manifest, str(manifest_path))
     data = data_partition_of(manifest)
     offset, size = data.offset, data.size
     try:

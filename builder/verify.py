@@ -3,7 +3,9 @@
 Nothing here reads a file or a device; `builder.commands.verify` measures the
 image (digests, GPT, UKI command line, recomputed hash tree) and hands the
 results to these functions. Each check says in plain words what matched and
-what did not.
+what did not. The manifest's own layout is checked before any of this
+(`manifest.check_layout`): a manifest describing an impossible image is bad
+input, never half a report.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def check_signatures(
 def check_partitions(
     manifest: Manifest, table: GptTable | None, table_error: str, digests: Mapping[str, str]
 ) -> Check:
-    """The GPT lists exactly the manifest's partitions, where it says, with the same bytes."""
+    """The GPT lists exactly the manifest's partitions, where it says, with the same bytes.
+    Expects a manifest whose layout was checked (`manifest.check_layout`)."""
     name = "partitions"
     if table is None:
         return Check(name, False, table_error)
@@ -169,23 +172,27 @@ def check_partitions(
         if have is None:
             problems.append(f"{want.name}: missing from the partition table")
             continue
-        for field_name, wanted, actual in (
-            ("type", want.type.upper(), have.type_guid.upper()),
-            ("uuid", want.uuid.upper(), have.uuid.upper()),
-            ("offset", want.offset, have.offset),
-            ("size", want.size, have.size),
-        ):
-            if wanted != actual:
-                problems.append(f"{want.name}: {field_name} is {actual}, manifest says {wanted}")
+        # One verdict per partition: "matches" only when nothing about it differs.
+        differences = [
+            f"{want.name}: {field_name} is {actual}, manifest says {wanted}"
+            for field_name, wanted, actual in (
+                ("type", want.type.upper(), have.type_guid.upper()),
+                ("uuid", want.uuid.upper(), have.uuid.upper()),
+                ("offset", want.offset, have.offset),
+                ("size", want.size, have.size),
+            )
+            if wanted != actual
+        ]
         digest = digests.get(want.name)
         if want.name == DATA_PARTITION and digest != want.sha256:
             details.append(f"{want.name}: holds station data (not compared)")
         elif digest != want.sha256:
-            problems.append(
+            differences.append(
                 f"{want.name}: content differs (sha256 {digest}, manifest {want.sha256})"
             )
-        else:
+        elif not differences:
             details.append(f"{want.name}: matches (offset {want.offset}, {want.size} bytes)")
+        problems.extend(differences)
     problems.extend(f"{extra}: not in the manifest" for extra in sorted(found))
     if problems:
         return Check(

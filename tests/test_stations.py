@@ -11,7 +11,7 @@ import pytest
 from image_factory import BuiltImage, make_image
 
 from builder.canonical import sha256_file
-from builder.election import MAGIC, envelope_from_partition
+from builder.election import MAGIC, Station, envelope_from_partition
 from builder.errors import InputError, VerificationFailed
 from builder.gpt import read_gpt
 from builder.stations import make_stations, open_software_image, write_data_partition
@@ -154,3 +154,24 @@ def test_no_stations_is_an_error(tmp_path: Path) -> None:
     definition = example_definition()
     with pytest.raises(InputError, match="no stations"):
         make_stations(definition, (), [signing_key()], tmp_path, data_size=MIB)
+
+
+def test_a_data_partition_outside_the_image_is_refused_before_reading(
+    software: BuiltImage, tmp_path: Path
+) -> None:
+    manifest = json.loads(software.manifest_path.read_text())
+    data = next(p for p in manifest["partitions"] if p["name"] == "booth-data")
+    data["offset"] = manifest["image"]["size"]  # the station data would go past the end
+    absurd = tmp_path / "absurd.manifest.json"
+    absurd.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"partitions\[3\]: bytes \d+\.\.\d+ are not inside"):
+        open_software_image(software.image, absurd)
+
+
+def test_station_data_with_hidden_text_is_never_signed(tmp_path: Path) -> None:
+    definition = example_definition()
+    station = definition.stations[0]
+    hidden = Station(station.id, "Stadhuis\x1b[2J", station.races)
+    with pytest.raises(InputError, match=r"station\.name: contains a control character"):
+        make_stations(definition, [hidden], [signing_key()], tmp_path / "out", data_size=MIB)
+    assert not (tmp_path / "out" / f"{station.id}.election.json").exists()

@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from image_factory import BuiltImage, copy_image, make_image
@@ -380,3 +382,103 @@ def test_an_invalid_signature_beside_a_valid_one_by_the_same_key(
     text = report.to_text()
     assert "INVALID signature claiming to be by alice" in text
     assert "valid signature by alice" in text
+
+
+def _partition_index(raw: dict[str, Any], name: str) -> int:
+    return next(i for i, p in enumerate(raw["partitions"]) if p["name"] == name)
+
+
+def _set_root(key: str, value: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+    def change(raw: dict[str, Any]) -> None:
+        raw["partitions"][_partition_index(raw, "root")][key] = value(raw)
+
+    return change
+
+
+def _root(raw: dict[str, Any]) -> dict[str, Any]:
+    part: dict[str, Any] = raw["partitions"][_partition_index(raw, "root")]
+    return part
+
+
+# An absurd manifest (edited by hand or by an attacker) and the problem verify names.
+ABSURD_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "negative offset": (
+        _set_root("offset", lambda raw: -_root(raw)["offset"]),
+        "partitions[1].offset: -",
+    ),
+    "negative size": (_set_root("size", lambda raw: -4096), "partitions[1].size: -4096"),
+    "empty partition": (_set_root("size", lambda raw: 0), "partitions[1].size: 0"),
+    "beyond the image": (
+        _set_root("offset", lambda raw: raw["image"]["size"]),
+        "partitions[1]: bytes",
+    ),
+    "in the partition table": (_set_root("offset", lambda raw: 512), "partitions[1]: bytes"),
+    "not whole sectors": (
+        _set_root("offset", lambda raw: _root(raw)["offset"] + 1),
+        "partitions[1].offset:",
+    ),
+    "overlapping": (
+        _set_root("offset", lambda raw: raw["partitions"][0]["offset"]),
+        "partitions[1]: overlaps partitions[0]",
+    ),
+    "sha256 not hex": (_set_root("sha256", lambda raw: "Z" * 64), "partitions[1].sha256:"),
+    "sha256 with a newline": (
+        _set_root("sha256", lambda raw: _root(raw)["sha256"] + "\n"),
+        "partitions[1].sha256:",
+    ),
+    "uuid not a GUID": (_set_root("uuid", lambda raw: "root"), "partitions[1].uuid:"),
+    "two partitions of one name": (
+        _set_root("name", lambda raw: raw["partitions"][0]["name"]),
+        "partitions[1].name: 'esp' is listed twice",
+    ),
+    "negative image size": (
+        lambda raw: raw["image"].update(size=-raw["image"]["size"]),
+        "image.size: -",
+    ),
+    "image sha256 in capitals": (
+        lambda raw: raw["image"].update(sha256=raw["image"]["sha256"].upper()),
+        "image.sha256: not a sha256 hex digest",
+    ),
+    "no partitions": (lambda raw: raw.update(partitions=[]), "partitions: none listed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ABSURD_MANIFESTS))
+def test_an_absurd_manifest_is_one_clear_input_error(
+    case: str,
+    signed: BuiltImage,
+    tmp_path: Path,
+    keys: dict[str, SigningKey],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    change, problem = ABSURD_MANIFESTS[case]
+    raw = json.loads(signed.manifest_path.read_bytes())
+    change(raw)
+    signed.manifest_path.write_text(json.dumps(raw))
+    trusted = str(_trust(tmp_path / "t", keys["alice"]))
+    argv = ["verify", str(signed.image), "--manifest", str(signed.manifest_path)]
+    assert main([*argv, "--keys", trusted, "--threshold", "1"]) == 2
+    out = capsys.readouterr()
+    assert f"{signed.manifest_path}: {problem}" in out.err
+    # Never a mixed report: nothing passes, nothing "matches", no verdict on the image.
+    assert out.out == ""
+    assert "matches" not in out.err and "PASS" not in out.err and "VERIFIED" not in out.err
+
+
+def test_a_moved_partition_is_reported_once_not_also_as_matching(
+    signed: BuiltImage, tmp_path: Path, keys: dict[str, SigningKey]
+) -> None:
+    """A sound manifest that places root one MiB later than the GPT does: root differs,
+    and no line says root matches."""
+    raw = json.loads(signed.manifest_path.read_bytes())
+    root = _root(raw)
+    root["offset"] += 1 << 20
+    root["size"] -= 1 << 20
+    signed.manifest_path.write_text(json.dumps(raw))
+    report = _verify(signed, _trust(tmp_path / "t", keys["alice"]))
+    assert not report.ok
+    partitions = next(check for check in report.checks if check.name == "partitions")
+    assert not partitions.ok
+    root_lines = [line for line in partitions.details if line.startswith("root:")]
+    assert root_lines and all("matches" not in line for line in root_lines)
+    assert any("offset is" in line for line in root_lines)

@@ -28,7 +28,7 @@ from ..errors import InputError, VerificationFailed
 from ..esp_read import cmdline_params, extract_esp_file, read_range, uki_cmdline
 from ..gpt import GptTable, read_primary_gpt
 from ..keys import load_trusted_keys
-from ..manifest import Manifest, read_manifest
+from ..manifest import Manifest, check_layout, read_manifest
 from ..verify import (
     DATA_PARTITION,
     BootMeasurement,
@@ -270,10 +270,12 @@ def verify_files(
     trusted observers' rebuild statements (from `observer_statements`, default
     the manifest's directory) say "same" for this image.
 
-    Bad input (unreadable manifest, envelope or keys, a threshold of 0) raises
-    `InputError`; everything about the image itself lands in the report.
+    Bad input (an unreadable manifest or one describing an impossible image, an
+    unreadable envelope or keys, a threshold of 0) raises `InputError` before anything
+    is measured; everything about the image itself lands in the report.
     """
     manifest = read_manifest(manifest_path)
+    check_layout(manifest, str(manifest_path))  # an impossible layout is bad input
     trusted = load_trusted_keys(keys_dir)
     check_threshold(trusted, threshold)
     observer_trusted = load_trusted_keys(observer_keys) if observer_keys is not None else None
