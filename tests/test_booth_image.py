@@ -1,7 +1,11 @@
 """The real booth image booted in QEMU (slow): booth-init runs the booth on the serial
 console once Enter is pressed there, the fingerprints match the builder's, a vote is cast, and bad election data
 is refused. Needs the `built_booth_image` fixture (tests/conftest.py): skipped only
-when that fixture does not exist."""
+when that fixture does not exist.
+
+The image that trusts the test authority key is built from a scratch project holding
+copies of only what the recipe reads (recipe, lock, overlay), into that project's
+out/ and the session's cache: never the checkout's out/ or the user's cache."""
 
 from __future__ import annotations
 
@@ -34,7 +38,32 @@ from booth_helpers import (
 PROJECT = Path(__file__).resolve().parent.parent
 BOOT_TIMEOUT = 400.0
 
-pytestmark = pytest.mark.slow
+
+def trusting_project(project: Path) -> Path:
+    """A scratch project in `project`: recipes/booth.yaml with the test authority key in
+    `authority_keys`, its lock, and a copy of overlays/booth. Returns the recipe."""
+    (project / "recipes").mkdir(parents=True)
+    recipe = yaml.safe_load((PROJECT / "recipes" / "booth.yaml").read_text())
+    variables = dict(recipe.get("variables") or {})
+    variables["authority_keys"] = [json.loads((KEYS / "test-authority.pub.json").read_text())]
+    recipe["variables"] = variables
+    (project / "recipes" / "booth.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    shutil.copy(PROJECT / "recipes" / "booth.lock.json", project / "recipes")
+    for overlay in recipe["overlays"]:
+        shutil.copytree(PROJECT / overlay, project / overlay, symlinks=True)
+    return project / "recipes" / "booth.yaml"
+
+
+def test_the_scratch_project_shares_nothing_with_the_checkout(tmp_path: Path) -> None:
+    """Its out/ is its own (a link to the checkout's out/ once let a test run replace
+    the release engineer's out/booth.img), and nothing in it leads into the checkout."""
+    project = tmp_path / "project"
+    trusting_project(project)
+    assert not (project / "out").exists()
+    for path in project.rglob("*"):
+        if path.is_symlink():
+            assert not path.resolve().is_relative_to(PROJECT), path
+        assert path.resolve().is_relative_to(project.resolve()), path
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +78,18 @@ def booth_image(request: pytest.FixtureRequest) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def test_trusting_image(
-    booth_image: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    booth_image: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory, boothkey_cache: Path
 ) -> tuple[Path, Path]:
     """recipes/booth.yaml rebuilt with the test authority key in `authority_keys`: the
-    same packages and lock, so only the overlay step and those after it rebuild."""
+    same packages and lock, in the session's cache that built `booth_image`, so only the
+    overlay step and those after it rebuild."""
     project = tmp_path_factory.mktemp("booth-test-project")
-    (project / "recipes").mkdir()
-    recipe = yaml.safe_load((PROJECT / "recipes" / "booth.yaml").read_text())
-    variables = dict(recipe.get("variables") or {})
-    variables["authority_keys"] = [json.loads((KEYS / "test-authority.pub.json").read_text())]
-    recipe["variables"] = variables
-    (project / "recipes" / "booth.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    shutil.copy(PROJECT / "recipes" / "booth.lock.json", project / "recipes")
-    for entry in PROJECT.iterdir():
-        if entry.name not in ("recipes", ".git", ".venv") and not entry.name.startswith("."):
-            (project / entry.name).symlink_to(entry)
+    recipe = trusting_project(project)
     out = project / "out"
     subprocess.run(
         [sys.executable, str(PROJECT / "build.py"), "build", "--quiet", "--out", str(out),
-         str(project / "recipes" / "booth.yaml")],
-        cwd=PROJECT,
+         "--cache-dir", str(boothkey_cache), str(recipe)],
+        cwd=project,
         check=True,
     )  # fmt: skip
     return out / "booth.img", out / "booth.manifest.json"
@@ -104,6 +125,7 @@ def _expect_fingerprints(boot: QemuBoot, manifest: Path) -> None:
     assert _last(boot, r"SOFTWARE FINGERPRINT: (\S+)") == software_fingerprint(root_hash)
 
 
+@pytest.mark.slow
 def test_software_image_boots_into_the_booth_and_refuses_without_data(
     booth_image: tuple[Path, Path],
 ) -> None:
@@ -118,6 +140,7 @@ def test_software_image_boots_into_the_booth_and_refuses_without_data(
         assert "READY" not in boot.log()
 
 
+@pytest.mark.slow
 def test_untrusted_station_data_is_refused(booth_image: tuple[Path, Path], tmp_path: Path) -> None:
     image, manifest = booth_image
     station = _station_image(image, manifest, tmp_path)
@@ -126,6 +149,7 @@ def test_untrusted_station_data_is_refused(booth_image: tuple[Path, Path], tmp_p
         boot.expect(r"REFUSED: [^\r\n]*\[(unknown-key|no-keys)\]")
 
 
+@pytest.mark.slow
 def test_vote_over_usb_on_a_station_image(
     test_trusting_image: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -158,6 +182,7 @@ def test_vote_over_usb_on_a_station_image(
     assert prefix == expected_election.replace("-", "")[:8]
 
 
+@pytest.mark.slow
 def test_altered_station_data_is_refused(
     test_trusting_image: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -1,5 +1,9 @@
 """Real builds of recipes/hello.yaml sharing one step cache (slow): what reruns after a
-change, and a corrupted cache entry rebuilt rather than used."""
+change, and a corrupted cache entry rebuilt rather than used.
+
+The cache is the test's own, in its temporary directory: it corrupts an entry on
+purpose, which must never happen to the user's cache (it once did) nor to the
+session's cache that other tests share."""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from user_files import seed_debs
 
 from builder.build import BuildResult, build_image
-from builder.paths import default_cache_dir
 from builder.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -25,8 +29,8 @@ def _project_copy(into: Path) -> Path:
     return into / "recipes" / "hello.yaml"
 
 
-def _build(recipe: Path, out: Path) -> BuildResult:
-    return build_image(load_recipe(recipe), out, default_cache_dir(), report=lambda line: None)
+def _build(recipe: Path, out: Path, cache: Path) -> BuildResult:
+    return build_image(load_recipe(recipe), out, cache, report=lambda line: None)
 
 
 def _rebuilt(result: BuildResult) -> set[str]:
@@ -34,11 +38,13 @@ def _rebuilt(result: BuildResult) -> set[str]:
 
 
 def test_cache_hits_misses_and_corruption(
-    tmp_path: Path, built_hello_image: tuple[Path, Path]
+    tmp_path: Path, hello_boot_debs: object, boothkey_cache: Path
 ) -> None:
     recipe = _project_copy(tmp_path / "project")
-    first = _build(recipe, tmp_path / "out1")
-    unchanged = _build(recipe, tmp_path / "out2")
+    cache = tmp_path / "cache"
+    seed_debs(recipe.with_name("hello.lock.json"), [boothkey_cache], cache)
+    first = _build(recipe, tmp_path / "out1", cache)
+    unchanged = _build(recipe, tmp_path / "out2", cache)
     assert _rebuilt(unchanged) == set()
     assert unchanged.manifest_data["image"] == first.manifest_data["image"]
     assert (tmp_path / "out2" / "hello.img").read_bytes() == (
@@ -47,13 +53,13 @@ def test_cache_hits_misses_and_corruption(
 
     init = next((tmp_path / "project" / "overlays" / "hello").rglob("*.j2"))
     init.write_text(init.read_text() + "# one overlay file changed\n")
-    edited = _build(recipe, tmp_path / "out3")
+    edited = _build(recipe, tmp_path / "out3", cache)
     assert _rebuilt(edited) == {"overlay", "rootimage", "verity", "uki", "esp", "disk"}
     assert edited.manifest_data["image"]["sha256"] != first.manifest_data["image"]["sha256"]
 
     rootfs = edited.steps["rootfs"].output.path
     busybox = rootfs / "tree" / "usr" / "bin" / "busybox"
     busybox.write_bytes(busybox.read_bytes() + b"tampered")
-    repaired = _build(recipe, tmp_path / "out4")
+    repaired = _build(recipe, tmp_path / "out4", cache)
     assert "rootfs" in _rebuilt(repaired)
     assert repaired.manifest_data["image"] == edited.manifest_data["image"]
