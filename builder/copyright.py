@@ -19,8 +19,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import tarfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,10 +28,10 @@ from typing import Any
 from debian.copyright import Copyright
 
 from .canonical import canonical_json
-from .errors import BuildError
+from .debarchive import open_data_tar
+from .errors import InputError
 from .fsutil import write_atomic
 from .lockfile import LockedPackage
-from .tools import require_tool, tool_env
 
 NOASSERTION = "NOASSERTION"
 # Bump when what is cached per .deb changes shape, so old entries are not misread.
@@ -214,39 +212,28 @@ class DocEntry:
 
 
 def read_doc_entry(deb: Path, package: str) -> DocEntry:
-    """Read /usr/share/doc/`package`/copyright (or the doc directory's link) from `deb`."""
-    require_tool("dpkg-deb")
+    """Read /usr/share/doc/`package`/copyright (or the doc directory's link) from `deb`.
+
+    A damaged .deb raises `InputError` naming the file and the package."""
     doc_dir = f"usr/share/doc/{package}"
     wanted = f"{doc_dir}/copyright"
     copyright_text: str | None = None
     doc_link: str | None = None
     # Streamed: the data member is read once, in order, never written to disk.
-    with subprocess.Popen(
-        ["dpkg-deb", "--fsys-tarfile", str(deb)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=tool_env(),
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-                for member in archive:
-                    name = member.name.removeprefix("./").rstrip("/")
-                    if name == doc_dir and member.issym():
-                        doc_link = member.linkname
-                    elif name == wanted and member.isfile():
-                        stream = archive.extractfile(member)
-                        if stream is not None:
-                            copyright_text = stream.read().decode("utf-8", errors="replace")
-                    elif name == wanted and member.issym():
-                        doc_link = str(PurePosixPath(member.linkname).parent)
-        except tarfile.TarError as exc:
-            proc.kill()
-            raise BuildError(f"{deb}: cannot read the data of package {package}: {exc}") from exc
-        stderr = proc.stderr.read() if proc.stderr is not None else b""
-    if proc.returncode != 0:
-        detail = stderr.decode(errors="replace").strip()
-        raise BuildError(f"{deb}: dpkg-deb cannot read package {package}: {detail}")
+    try:
+        with open_data_tar(deb) as archive:
+            for member in archive:
+                name = member.name.removeprefix("./").rstrip("/")
+                if name == doc_dir and member.issym():
+                    doc_link = member.linkname
+                elif name == wanted and member.isfile():
+                    stream = archive.extractfile(member)
+                    if stream is not None:
+                        copyright_text = stream.read().decode("utf-8", errors="replace")
+                elif name == wanted and member.issym():
+                    doc_link = str(PurePosixPath(member.linkname).parent)
+    except InputError as exc:
+        raise InputError(f"package {package}: {exc.message}") from exc
     return DocEntry.parsed(copyright_text, doc_link)
 
 
@@ -300,7 +287,7 @@ def package_licences(
     linux-image-amd64's may) gets that package's licence.
     """
     chosen = sorted(packages, key=lambda p: (p.name, p.architecture))
-    # dpkg-deb does the decompressing in its own process, so threads use every core.
+    # lzma and zlib release the GIL while they decompress, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         found = pool.map(lambda pkg: cached_doc_entry(pkg, deb_path, cache_dir), chosen)
         entries = {pkg.name: entry for pkg, entry in zip(chosen, found, strict=True)}

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .canonical import sha256_bytes, sha256_file
+from .debarchive import parse_control, read_control_file
 from .errors import InputError
 from .fsutil import write_atomic
 from .lockfile import LockedPackage
-from .tools import run_tool
 
 # Fields apt needs from the control paragraph; missing ones mean a broken .deb.
 _REQUIRED_FIELDS = ("Package", "Version", "Architecture")
@@ -64,7 +64,7 @@ def make_local_repo(
         target = root / filename
         _link_or_copy(source, target)
         control = _control_paragraph(target)
-        _check_control(control, package)
+        _check_control(control, package, target)
         paragraphs.append(
             control.rstrip(b"\n")
             + b"\n"
@@ -102,18 +102,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _control_paragraph(deb: Path) -> bytes:
-    text = run_tool(["dpkg-deb", "--field", deb]).stdout
+    # The control file's own bytes (what `dpkg-deb --field` prints), so the index
+    # carries each package's paragraph unchanged.
+    text = read_control_file(deb)
     if not text.strip():
         raise InputError(f"{deb}: has an empty control file")
     return text
 
 
-def _check_control(control: bytes, package: LockedPackage) -> None:
-    fields: dict[str, str] = {}
-    for line in control.decode(errors="replace").splitlines():
-        if line and not line[0].isspace() and ":" in line:
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
+def _check_control(control: bytes, package: LockedPackage, deb: Path) -> None:
+    fields = parse_control(control, str(deb))
     expected = {
         "Package": package.name,
         "Version": package.version,
