@@ -48,7 +48,7 @@ from .errors import InputError
 from .fsutil import lstat_or_none
 from .recipe import FileRule
 from .safeload import decode_utf8
-from .tools import run_tool
+from .sandbox import Sandbox
 
 TEMPLATE_SUFFIX = ".j2"
 _MAX_SYMLINKS = 40  # as the kernel's path walk
@@ -418,11 +418,16 @@ def _write_new(target: Path, data: bytes, mode: int) -> None:
     os.chown(target, 0, 0)
 
 
-def copy_tree(source: Path, destination: Path) -> None:
-    """Copy a root filesystem tree keeping owners, modes, devices, hard links and xattrs."""
+def copy_tree(tools: Sandbox, source: Path, destination: Path) -> None:
+    """Copy a root filesystem tree keeping owners, modes, devices, hard links and xattrs,
+    with the tools tree's cp."""
     if destination.exists():
         raise ValueError(f"{destination}: already exists")
     # --sparse=never: cp's hole detection costs about 2 s of system time on a 145 MB
     # root here, and a root filesystem has no sparse files worth keeping sparse (the
     # bytes, hence the image, are the same either way).
-    run_tool(["cp", "-a", "--sparse=never", "--", source, destination])
+    tools.run(
+        ["cp", "-a", "--sparse=never", "--", source, destination],
+        binds=[source],
+        writable=[destination.parent],
+    )

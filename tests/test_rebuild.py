@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -30,7 +31,6 @@ from builder.compare import (
 from builder.errors import InputError, VerificationFailed
 from builder.manifest import read_manifest, write_manifest
 from builder.rebuild import RebuildResult, _open_bundle, _prepare, compare_builds
-from builder.steps.sbsign import SIGNATURE_ENV
 
 PROJECT = Path(__file__).resolve().parent.parent
 STEPS = ("rootfs", "overlay", "rootimage", "verity", "initrd", "uki", "esp", "disk")
@@ -254,7 +254,7 @@ def test_rebuild_from_a_bundle_fetches_from_it_and_attaches_the_published_signat
     project = make_project(tmp_path / "project", tmp_path / "debs")
     bundle = make_bundle(project.recipe, project.lock, project.deb_path, tmp_path / "pub")
     raw = project_manifest(project)
-    raw["secure_boot"] = {"signature": "published"}
+    raw["secure_boot"] = {"signature": base64.b64encode(b"published table").decode()}
     manifest = tmp_path / "pub" / "demo.manifest.json"
     write_manifest(manifest, raw)
     seen: dict[str, Any] = {}
@@ -262,23 +262,30 @@ def test_rebuild_from_a_bundle_fetches_from_it_and_attaches_the_published_signat
     class Stop(Exception):
         pass
 
-    def fake_build(recipe: Any, out: Path, cache: Path, report: Any, lock: Any) -> None:
-        seen["signature"] = os.environ.get(SIGNATURE_ENV)
+    def fake_build(
+        recipe: Any,
+        out: Path,
+        cache: Path,
+        report: Any,
+        lock: Any,
+        *,
+        secure_boot_signature: bytes | None = None,
+    ) -> None:
+        seen["signature"] = secure_boot_signature
         seen["recipe"] = recipe.path
         seen["debs"] = sorted(sha256_file(p) for p in (cache / "debs").rglob("*.deb"))
         raise Stop
 
     monkeypatch.setattr(rebuild_module, "build_image", fake_build)
-    monkeypatch.delenv(SIGNATURE_ENV, raising=False)
     work = tmp_path / "work"
     with pytest.raises(Stop):
         rebuild_module.rebuild_and_compare(
             manifest, work, bundle=bundle.tarball, report=lambda line: None
         )
-    assert seen["signature"] == str(manifest.absolute())
+    # The published signature is an explicit input of the build, not an environment variable.
+    assert seen["signature"] == b"published table"
     assert seen["recipe"] == work / "source" / "demo-2.0-source" / "recipes" / "demo.yaml"
     assert seen["debs"] == sorted(p.sha256 for p in project.lock.packages)
-    assert SIGNATURE_ENV not in os.environ
     # A damaged bundle directory is refused before anything is built.
     (bundle.directory / "recipes" / "demo.yaml").write_text("tampered")
     with pytest.raises(VerificationFailed, match=r"recipes/demo\.yaml: content differs"):
