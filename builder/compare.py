@@ -453,12 +453,21 @@ def _same_source(published: dict[str, Any], rebuilt: dict[str, Any]) -> bool:
 
 
 def _version_notes(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+    """What ran differently without being a difference by itself: another boothkey
+    version, other tools packages (they matter only where an output differs)."""
+    notes = []
     if published.get("boothkey") != rebuilt.get("boothkey"):
-        return [
+        notes.append(
             f"boothkey version differs: published {published.get('boothkey')}, "
             f"rebuilt {rebuilt.get('boothkey')}"
-        ]
-    return []
+        )
+    if published.get("tools") != rebuilt.get("tools"):
+        notes.append(
+            "the tools packages differ ("
+            + "; ".join(_tools_differences(published, rebuilt))
+            + "); only the outputs above decide whether the builds are the same"
+        )
+    return notes
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -59,14 +59,14 @@ def enter_user_namespace(
     """
     if os.geteuid() == 0:
         return
-    if threading.active_count() > 1:
-        raise RuntimeError("enter_user_namespace must be called before any thread starts")
     uid, gid = os.getuid(), os.getgid()
     user = _user_name(uid)
     uids = subordinate_range(subuid_file, user, uid)
     gids = subordinate_range(subgid_file, user, uid)
     if uids is None or gids is None:
         raise InputError(_missing_range_message(user, subuid_file, subgid_file, uids, gids))
+    if threading.active_count() > 1:
+        raise RuntimeError("enter_user_namespace must be called before any thread starts")
     commands = [
         [_require_idmap_tool("newuidmap"), "0", str(uid), "1", "1", str(uids.start), str(ID_COUNT)],
         [_require_idmap_tool("newgidmap"), "0", str(gid), "1", "1", str(gids.start), str(ID_COUNT)],

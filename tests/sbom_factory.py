@@ -141,6 +141,7 @@ def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
         "name": "demo",
         "version": "2030.1",
         "boothkey": "0.1.0",
+        "code_sha256": "0f" * 32,
         "recipe": {
             "file": "recipes/demo.yaml",
             "sha256": "cd" * 32,
@@ -180,6 +181,9 @@ def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
             }
             for p in lock.packages
         ],
-        "tools": {"squashfs-tools": "1:4.5.1-1", "dpkg": "1.21.22"},
+        "tools": [
+            {"name": n, "version": v, "architecture": "amd64", "sha256": d * 32}
+            for n, v, d in (("squashfs-tools", "1:4.5.1-1", "5a"), ("zstd", "1.5.4", "7b"))
+        ],
         "secure_boot": None,
     }

@@ -11,7 +11,8 @@ from archive_factory import FIXED_EPOCH, FakeDeb
 from builder.canonical import sha256_file
 from builder.lockfile import ArchiveInfo, Lock, LockedPackage
 from builder.recipe import Recipe
-from builder.steps.base import BuildContext
+from builder.sandbox import Sandbox
+from builder.steps.base import BuildContext, StepOutput
 
 
 def locked(name: str, version: str, arch: str, deb: Path) -> LockedPackage:
@@ -62,4 +63,27 @@ def make_context(
         deb_path=lambda package: debs[package],
         scratch=scratch,
         report=lambda line: None,
+    )
+
+
+# The host's own / stands in for the tools tree in step tests: it has usr/ and etc/, and
+# ./setup installs the same Debian tools there (the real tree is tested in test_tools.py
+# and by the slow builds).
+HOST_TOOLS_TREE = Path("/")
+
+
+def host_tools(scratch: Path) -> Sandbox:
+    """A sandbox running the host's own tools (see `HOST_TOOLS_TREE`)."""
+    return Sandbox(HOST_TOOLS_TREE, scratch)
+
+
+def host_tools_output(directory: Path) -> StepOutput:
+    """A finished "tools" step whose tree is the host's / (through a symlink), as a
+    step's ``inputs["tools"]``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tree = directory / "tree"
+    if not tree.is_symlink():
+        tree.symlink_to(HOST_TOOLS_TREE)
+    return StepOutput(
+        name="tools", step_id="host-tools", path=directory, info={}, content_digest="0" * 64
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from step_factory import host_tools, host_tools_output
 
 from builder.elfdeps import library_closure
 from builder.errors import BuildError
@@ -131,7 +132,7 @@ def build_packed(tmp_path: Path, where: str, umask: int) -> bytes:
     finally:
         os.umask(old)
     (image / "bin/busybox").touch()  # a fresh mtime, which packing must clamp
-    return pack_initrd(image, EPOCH)
+    return pack_initrd(host_tools(tmp_path / where / "scratch"), image, EPOCH)
 
 
 def test_packing_is_reproducible_and_normalised(tmp_path: Path) -> None:
@@ -183,7 +184,8 @@ def test_real_initrd_is_reproducible_and_its_init_parses(
         ctx = make_ctx(tmp_path, lock, deb_path, where)
         out = tmp_path / where / "out"
         out.mkdir(parents=True)
-        info = InitrdStep().run(ctx, {}, out)
+        tools = host_tools_output(tmp_path / where / "tools")
+        info = InitrdStep().run(ctx, {"tools": tools}, out)
         outputs.append((out / "initrd.img").read_bytes())
     assert outputs[0] == outputs[1]
     kernel = next(p for p in lock.in_set("boot") if p.name.startswith("linux-image-6"))

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from step_factory import make_context
+from step_factory import host_tools_output, make_context
 
 from builder.errors import InputError
 from builder.overlay import (
@@ -329,7 +329,10 @@ def test_overlay_step_end_to_end(tmp_path: Path) -> None:
     write(project / "overlays/common/etc/hosts", "127.0.0.1 localhost booth-7\n")
     recipe = write_step_recipe(project)
     ctx = make_context(recipe, {}, tmp_path / "scratch", epoch=EPOCH)
-    inputs = {"rootfs": fake_rootfs_output(tmp_path / "rootfs")}
+    inputs = {
+        "rootfs": fake_rootfs_output(tmp_path / "rootfs"),
+        "tools": host_tools_output(tmp_path / "tools"),
+    }
     out = tmp_path / "out"
     out.mkdir()
 

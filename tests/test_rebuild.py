@@ -26,6 +26,7 @@ from builder.compare import (
     compare_manifests,
     file_list_bytes,
     read_file_list,
+    step_causes,
     write_file_list,
 )
 from builder.errors import InputError, VerificationFailed
@@ -34,6 +35,13 @@ from builder.rebuild import RebuildResult, _open_bundle, _prepare, compare_build
 
 PROJECT = Path(__file__).resolve().parent.parent
 STEPS = ("rootfs", "overlay", "rootimage", "verity", "initrd", "uki", "esp", "disk")
+
+
+TOOLS_DIGEST = "sha256:" + "7" * 64
+
+
+def step_digest(index: int) -> str:
+    return "sha256:" + "abcdef"[index % 6] * 64
 
 
 def manifest_dict() -> dict[str, Any]:
@@ -49,11 +57,15 @@ def manifest_dict() -> dict[str, Any]:
         "overlays_sha256": digest("2"),
         "lock_sha256": digest("3"),
         "source_date_epoch": 1_700_000_000,
+        "code_sha256": digest("c"),
         "steps": [
             {
                 "name": name,
                 "id": digest(str(i)),
-                "content_digest": "sha256:" + digest("abcdef"[i % 6]),
+                "content_digest": step_digest(i),
+                "inputs": {"tools": TOOLS_DIGEST}
+                | ({STEPS[i - 1]: step_digest(i - 1)} if i else {}),
+                "options": {"level": 19} if name == "rootimage" else {},
             }
             for i, name in enumerate(STEPS)
         ],
@@ -81,7 +93,20 @@ def manifest_dict() -> dict[str, Any]:
         "packages": [
             {"name": "busybox", "version": "1", "architecture": "amd64", "sha256": digest("a")}
         ],
-        "tools": {"squashfs-tools": "1:4.5.1-1"},
+        "tools": [
+            {
+                "name": "libzstd1",
+                "version": "1.5.4",
+                "architecture": "amd64",
+                "sha256": digest("d"),
+            },
+            {
+                "name": "squashfs-tools",
+                "version": "1:4.5.1-1",
+                "architecture": "amd64",
+                "sha256": digest("e"),
+            },
+        ],
     }
 
 
@@ -119,15 +144,79 @@ def test_step_ids_and_tool_versions_are_notes_not_differences() -> None:
     published, rebuilt = manifest_dict(), manifest_dict()
     for step in rebuilt["steps"]:
         step["id"] = "0" * 64
-    rebuilt["tools"] = {"squashfs-tools": "1:4.6-1"}
+    rebuilt["code_sha256"] = "1" * 64
+    rebuilt["tools"][1]["version"] = "1:4.6-1"
     rebuilt["boothkey"] = "0.2.0"
     rebuilt["bundle"] = {"file": "x.tar", "sha256": "1" * 64, "size": 1}
     result = compare_manifests(published, rebuilt)
     assert result.ok
     notes = " ".join(result.notes)
-    assert "step ids differ" in notes
-    assert "squashfs-tools differs: published 1:4.5.1-1, rebuilt 1:4.6-1" in notes
-    assert "boothkey version differs" in notes
+    assert "step ids differ for overlay, rootimage" in notes
+    assert "another boothkey source" in notes
+    assert "squashfs-tools: 1:4.5.1-1 -> 1:4.6-1" in notes
+    assert "boothkey version differs: published 0.1.0, rebuilt 0.2.0" in notes
+
+
+def diverge_from(rebuilt: dict[str, Any], first: int) -> None:
+    """Give `rebuilt` other outputs from step `first` on, chaining into the next inputs."""
+    steps = rebuilt["steps"]
+    for i in range(first, len(steps)):
+        steps[i]["content_digest"] = "sha256:" + f"{i}" * 64
+        if i + 1 < len(steps):
+            steps[i + 1]["inputs"][STEPS[i]] = steps[i]["content_digest"]
+
+
+def test_divergence_names_the_tools_packages_that_differ() -> None:
+    published, rebuilt = manifest_dict(), manifest_dict()
+    rebuilt["tools"][0] = dict(rebuilt["tools"][0], version="1.5.7", sha256="f" * 64)
+    for step in rebuilt["steps"]:
+        step["inputs"]["tools"] = "sha256:" + "8" * 64
+    diverge_from(rebuilt, STEPS.index("rootimage"))
+    result = compare_manifests(published, rebuilt)
+    assert not result.ok
+    step = result.first_diverging_step
+    assert step is not None and step.name == "rootimage"
+    assert step.causes == (
+        f"input tools: content digest published {TOOLS_DIGEST}, rebuilt sha256:{'8' * 64}",
+        "  tools libzstd1: 1.5.4 -> 1.5.7",
+    )
+    assert "  tools libzstd1: 1.5.4 -> 1.5.7" in result.to_text()
+    assert result.to_json()["first_diverging_step"]["causes"] == list(step.causes)
+
+
+def test_divergence_names_inputs_and_options_that_differ() -> None:
+    published, rebuilt = manifest_dict(), manifest_dict()
+    diverge_from(rebuilt, STEPS.index("overlay"))
+    rootimage = rebuilt["steps"][STEPS.index("rootimage")]
+    rootimage["options"] = {"level": 22}
+    rebuilt["steps"][STEPS.index("overlay")]["options"] = {"files": ["etc/motd"]}
+    step = compare_manifests(published, rebuilt).first_diverging_step
+    assert step is not None and step.name == "overlay"
+    assert step.causes == ('option files: published (none), rebuilt ["etc/motd"]',)
+    # rootimage: its input overlay and its level both differ.
+    causes = step_causes(
+        published["steps"][STEPS.index("rootimage")], rootimage, published, rebuilt
+    )
+    assert causes == [
+        f"input overlay: content digest published {step_digest(1)}, rebuilt sha256:{'1' * 64}",
+        "option level: published 19, rebuilt 22",
+    ]
+
+
+def test_same_inputs_and_options_blame_the_source_or_the_step_itself() -> None:
+    published, rebuilt = manifest_dict(), manifest_dict()
+    diverge_from(rebuilt, STEPS.index("verity"))
+    step = compare_manifests(published, rebuilt).first_diverging_step
+    assert step is not None and step.name == "verity"
+    assert step.causes == (
+        "its inputs, options, tools and boothkey source are all the same: the step itself "
+        "is not deterministic on one of the two machines (please report this)",
+    )
+    rebuilt["code_sha256"] = "1" * 64
+    step = compare_manifests(published, rebuilt).first_diverging_step
+    assert step is not None and len(step.causes) == 1
+    assert step.causes[0].startswith("its inputs, options and tools are the same, but another")
+    assert f"rebuilt {'1' * 64}" in step.causes[0]
 
 
 def test_source_and_layout_differences_are_reported() -> None:

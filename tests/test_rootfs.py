@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from archive_factory import FIXED_EPOCH, FakeDeb, make_deb
-from step_factory import locked_fake, make_context
+from step_factory import host_tools_output, locked_fake, make_context
 
 from builder import tools
 from builder.archive import ArchiveIndex, load_index
@@ -74,7 +74,8 @@ def small_debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FakeDeb]:
 
 def run_rootfs(ctx: BuildContext, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True)
-    return RootfsStep().run(ctx, {}, out)
+    tools = host_tools_output(out.with_name(out.name + "-tools"))
+    return RootfsStep().run(ctx, {"tools": tools}, out)
 
 
 @needs_root
@@ -311,7 +312,8 @@ def test_real_essential_variant_is_exact_and_independent_of_time_zone_and_direct
     for base in (tmp_path / "one", tmp_path / "two"):
         (base / "overlay").mkdir()
         rootfs = StepOutput("rootfs", "0" * 64, base / "rootfs", info, "")
-        OverlayStep().run(first, {"rootfs": rootfs}, base / "overlay")
+        tools_tree = host_tools_output(base / "tools")
+        OverlayStep().run(first, {"rootfs": rootfs, "tools": tools_tree}, base / "overlay")
     normal = tmp_path / "one" / "overlay" / "tree"
     assert tree_listing(normal, mtimes=True) == tree_listing(
         tmp_path / "two" / "overlay" / "tree", mtimes=True

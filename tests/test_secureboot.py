@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import pytest
 from image_factory import make_pe, write_pe
+from step_factory import host_tools, host_tools_output
 
 from builder.build import BuildResult, build_image
 from builder.canonical import pretty_json
@@ -32,7 +33,7 @@ from builder.secureboot import (
     sbverify,
 )
 from builder.steps.base import BuildContext, StepOutput
-from builder.steps.sbsign import SbsignStep, write_plain_key
+from builder.steps.sbsign import SbsignStep, published_signature, write_plain_key
 
 SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
 SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
@@ -62,21 +63,42 @@ def test_reattached_signature_gives_the_signed_file_bit_for_bit(
     unsigned = _uki(tmp_path / "unsigned.efi")
     unsigned.write_bytes(unsigned.read_bytes() + trailing)  # also an unaligned file end
     signed = tmp_path / "signed.efi"
-    sbsign(unsigned, plain_key, SNAKEOIL_CERT, signed, EPOCH)
+    sbsign(host_tools(tmp_path / "tools"), unsigned, plain_key, SNAKEOIL_CERT, signed, EPOCH)
     table = certificate_table(signed.read_bytes())
     assert parse_certificate_table(table)[:1] == b"\x30"  # DER SEQUENCE: the PKCS#7
     rebuilt = attach_signature(unsigned.read_bytes(), table)
     assert rebuilt == signed.read_bytes()
     reattached = tmp_path / "reattached.efi"
     reattached.write_bytes(rebuilt)
-    assert sbverify(reattached, SNAKEOIL_CERT)
+    assert sbverify(host_tools(tmp_path / "tools"), reattached, SNAKEOIL_CERT)
 
 
 def test_signing_is_deterministic_for_a_fixed_signing_time(tmp_path: Path, plain_key: Path) -> None:
     unsigned = _uki(tmp_path / "unsigned.efi")
-    sbsign(unsigned, plain_key, SNAKEOIL_CERT, tmp_path / "a.efi", EPOCH)
-    sbsign(unsigned, plain_key, SNAKEOIL_CERT, tmp_path / "b.efi", EPOCH)
-    sbsign(unsigned, plain_key, SNAKEOIL_CERT, tmp_path / "c.efi", EPOCH + 1)
+    sbsign(
+        host_tools(tmp_path / "tools"),
+        unsigned,
+        plain_key,
+        SNAKEOIL_CERT,
+        tmp_path / "a.efi",
+        EPOCH,
+    )
+    sbsign(
+        host_tools(tmp_path / "tools"),
+        unsigned,
+        plain_key,
+        SNAKEOIL_CERT,
+        tmp_path / "b.efi",
+        EPOCH,
+    )
+    sbsign(
+        host_tools(tmp_path / "tools"),
+        unsigned,
+        plain_key,
+        SNAKEOIL_CERT,
+        tmp_path / "c.efi",
+        EPOCH + 1,
+    )
     assert (tmp_path / "a.efi").read_bytes() == (tmp_path / "b.efi").read_bytes()
     assert (tmp_path / "a.efi").read_bytes() != (tmp_path / "c.efi").read_bytes()
     # The PKCS#7 signingTime is exactly the epoch (a frozen clock, not one started there).
@@ -93,13 +115,13 @@ def test_signing_is_deterministic_for_a_fixed_signing_time(tmp_path: Path, plain
 def test_blob_on_an_altered_uki_does_not_verify(tmp_path: Path, plain_key: Path) -> None:
     unsigned = _uki(tmp_path / "unsigned.efi")
     signed = tmp_path / "signed.efi"
-    sbsign(unsigned, plain_key, SNAKEOIL_CERT, signed, EPOCH)
+    sbsign(host_tools(tmp_path / "tools"), unsigned, plain_key, SNAKEOIL_CERT, signed, EPOCH)
     table = certificate_table(signed.read_bytes())
     altered = _uki(tmp_path / "altered.efi", b"console=ttyS0 boothkey.roothash=01")
     forged = tmp_path / "forged.efi"
     forged.write_bytes(attach_signature(altered.read_bytes(), table))
-    assert not sbverify(forged, SNAKEOIL_CERT)
-    assert not sbverify(unsigned, SNAKEOIL_CERT)
+    assert not sbverify(host_tools(tmp_path / "tools"), forged, SNAKEOIL_CERT)
+    assert not sbverify(host_tools(tmp_path / "tools"), unsigned, SNAKEOIL_CERT)
 
 
 def test_misuse_is_refused(tmp_path: Path, plain_key: Path) -> None:
@@ -111,13 +133,20 @@ def test_misuse_is_refused(tmp_path: Path, plain_key: Path) -> None:
     with pytest.raises(InputError, match="not a PKCS#7"):
         attach_signature(unsigned, bytes(16))
     signed_path = tmp_path / "signed.efi"
-    sbsign(_uki(tmp_path / "u.efi"), plain_key, SNAKEOIL_CERT, signed_path, EPOCH)
+    sbsign(
+        host_tools(tmp_path / "tools"),
+        _uki(tmp_path / "u.efi"),
+        plain_key,
+        SNAKEOIL_CERT,
+        signed_path,
+        EPOCH,
+    )
     signed = signed_path.read_bytes()
     with pytest.raises(InputError, match="already carries"):
         attach_signature(signed, certificate_table(signed))
 
 
-def _context(tmp_path: Path) -> BuildContext:
+def _context(tmp_path: Path, published: bytes | None = None) -> BuildContext:
     recipe = SimpleNamespace(secure_boot=SecureBootOptions(SNAKEOIL_KEY, SNAKEOIL_CERT))
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
@@ -128,6 +157,7 @@ def _context(tmp_path: Path) -> BuildContext:
             source_date_epoch=EPOCH,
             scratch=scratch,
             report=lambda line: None,
+            secure_boot_signature=published,
         ),
     )
 
@@ -142,7 +172,8 @@ def _uki_output(tmp_path: Path) -> StepOutput:
 
 def _run_step(ctx: BuildContext, uki: StepOutput, out: Path) -> dict[str, Any]:
     out.mkdir()
-    return SbsignStep().run(ctx, {"uki": uki}, out)
+    tools = host_tools_output(out.with_name(out.name + "-tools"))
+    return SbsignStep().run(ctx, {"uki": uki, "tools": tools}, out)
 
 
 def test_step_signs_and_publishes_the_blob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,38 +215,42 @@ def test_observer_without_the_key_attaches_the_published_signature(
     manifest.write_text(json.dumps({"secure_boot": published}))
 
     monkeypatch.delenv("BOOTHKEY_SECURE_BOOT_PASSPHRASE")
-    monkeypatch.setenv("BOOTHKEY_SECURE_BOOT_SIGNATURE", str(manifest))
-    observer_ctx = cast(
-        BuildContext,
-        SimpleNamespace(
-            **{**vars(ctx), "recipe": SimpleNamespace(secure_boot=SecureBootOptions(
-                tmp_path / "no-such.key", SNAKEOIL_CERT))}
-        ),
-    )  # fmt: skip
-    rebuilt = _run_step(observer_ctx, uki, tmp_path / "observer")
+
+    def observer(signature: bytes) -> BuildContext:
+        return cast(
+            BuildContext,
+            SimpleNamespace(
+                **{**vars(ctx), "secure_boot_signature": signature, "recipe": SimpleNamespace(
+                    secure_boot=SecureBootOptions(tmp_path / "no-such.key", SNAKEOIL_CERT))}
+            ),
+        )  # fmt: skip
+
+    # From the published manifest, as `rebuild` and `build --secure-boot-signature` read it.
+    from_manifest = observer(published_signature(manifest))
+    rebuilt = _run_step(from_manifest, uki, tmp_path / "observer")
     assert rebuilt == published
     assert (tmp_path / "observer" / "BOOTX64.EFI").read_bytes() == (
         tmp_path / "release" / "BOOTX64.EFI"
     ).read_bytes()
-
-    monkeypatch.setenv(
-        "BOOTHKEY_SECURE_BOOT_SIGNATURE", str(tmp_path / "release" / "signature.bin")
+    # The attached signature is among the step's options, so it is part of the step id.
+    assert SbsignStep().options(from_manifest, {"uki": uki}) != SbsignStep().options(
+        ctx, {"uki": uki}
     )
-    assert _run_step(observer_ctx, uki, tmp_path / "observer2") == published
+
+    # Or from the published signature.bin.
+    from_blob = observer(published_signature(tmp_path / "release" / "signature.bin"))
+    assert _run_step(from_blob, uki, tmp_path / "observer2") == published
 
     different = tmp_path / "different"
     different.mkdir()
     _uki(different / "BOOTX64.EFI", b"console=ttyS0 boothkey.roothash=01")
     (different / "cmdline.txt").write_text("console=ttyS0 boothkey.roothash=01")
     with pytest.raises(BuildError, match="rebuilt UKI differs"):
-        _run_step(
-            observer_ctx, StepOutput("uki", "1" * 64, different, {}, "1" * 64), tmp_path / "x"
-        )
+        _run_step(from_blob, StepOutput("uki", "1" * 64, different, {}, "1" * 64), tmp_path / "x")
 
     (tmp_path / "bad.json").write_text("{}")
-    monkeypatch.setenv("BOOTHKEY_SECURE_BOOT_SIGNATURE", str(tmp_path / "bad.json"))
     with pytest.raises(InputError, match=r"secure_boot\.signature"):
-        _run_step(observer_ctx, uki, tmp_path / "y")
+        published_signature(tmp_path / "bad.json")
 
 
 # Real builds and boots (network for the locked .debs, QEMU with TCG): slow.

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from image_factory import make_pe
+from step_factory import host_tools, host_tools_output
 
 from builder.canonical import sha256_file
 from builder.errors import BuildError, InputError
@@ -125,6 +126,8 @@ def run_step(
     step: Any, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path
 ) -> StepOutput:
     out.mkdir(parents=True)
+    # The host's tools stand in for the tools tree (see step_factory.HOST_TOOLS_TREE).
+    inputs = {"tools": host_tools_output(out.with_name(out.name + "-tools")), **inputs}
     info = step.run(ctx, inputs, out)
     return StepOutput(step.name, hashlib.sha256(str(out).encode()).hexdigest(), out, info, "d")
 
@@ -196,7 +199,7 @@ def test_squashfs_owners_and_times_are_fixed(tmp_path: Path) -> None:
 def test_squashfs_output_does_not_depend_on_processor_count(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "t") / "tree"
     ours = tmp_path / "ours.img"
-    make_squashfs(tree, ours, "zstd", EPOCH)
+    make_squashfs(host_tools(tmp_path / "tools"), tree, ours, "zstd", EPOCH)
     single = tmp_path / "single.img"
     run_tool(
         ["mksquashfs", tree, single, "-noappend", "-reproducible", "-mkfs-time", str(EPOCH),
@@ -210,7 +213,14 @@ def test_squashfs_output_does_not_depend_on_processor_count(tmp_path: Path) -> N
 def test_squashfs_compression_level_reaches_mksquashfs(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "t") / "tree"
     for level in (3, 19):
-        make_squashfs(tree, tmp_path / f"level{level}.img", "zstd", EPOCH, level)
+        make_squashfs(
+            host_tools(tmp_path / "tools"),
+            tree,
+            tmp_path / f"level{level}.img",
+            "zstd",
+            EPOCH,
+            level,
+        )
         superblock = run_tool(["unsquashfs", "-s", tmp_path / f"level{level}.img"]).stdout
         assert f"compression-level {level}".encode() in superblock
 
@@ -308,7 +318,7 @@ def test_assemble_uki_lays_sections_after_the_stub(tmp_path: Path) -> None:
         files[name] = tmp_path / name.lstrip(".")
         files[name].write_bytes(data)
     out = tmp_path / "uki.efi"
-    assemble_uki(stub, files, out, EPOCH)
+    assemble_uki(host_tools(tmp_path / "tools"), stub, files, out, EPOCH)
     image = read_pe(out)
     stub_end = read_pe(stub).end_of_image
     added = [s for s in image.sections if s.name in parts]
@@ -321,7 +331,7 @@ def test_assemble_uki_lays_sections_after_the_stub(tmp_path: Path) -> None:
         assert read_section(out, section.name) == parts[section.name]
     assert image.timestamp == EPOCH
     again = tmp_path / "again.efi"
-    assemble_uki(stub, files, again, EPOCH)
+    assemble_uki(host_tools(tmp_path / "tools"), stub, files, again, EPOCH)
     assert again.read_bytes() == out.read_bytes()
 
 
@@ -354,7 +364,7 @@ def test_esp_grows_with_the_loader(tmp_path: Path) -> None:
     with open(loader, "wb") as stream:
         stream.truncate(40 * MIB)
     image = tmp_path / "esp.img"
-    size = make_esp(loader, image, EPOCH, tmp_path)
+    size = make_esp(host_tools(tmp_path / "tools"), loader, image, EPOCH, tmp_path)
     assert size >= 40 * MIB and size % MIB == 0
     run_tool(["fsck.fat", "-n", image])
 
@@ -450,7 +460,13 @@ def test_whole_chain_twice_gives_identical_bytes(tmp_path: Path) -> None:
         osrel = base / "os-release"
         osrel.write_text(os_release(recipe))
         sections = {".osrel": osrel, ".cmdline": cmdline, ".initrd": initrd, ".linux": kernel}
-        assemble_uki(fake_stub(base / "stub.efi"), sections, uki_dir / "BOOTX64.EFI", EPOCH)
+        assemble_uki(
+            host_tools(tmp_path / "tools"),
+            fake_stub(base / "stub.efi"),
+            sections,
+            uki_dir / "BOOTX64.EFI",
+            EPOCH,
+        )
         esp = run_step(EspStep(), ctx, {"uki": given("uki", uki_dir)}, base / "esp")
         inputs = {"esp": esp, "rootimage": rootimage, "verity": verity}
         disk = run_step(DiskStep(), ctx, inputs, base / "disk")
