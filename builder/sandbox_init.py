@@ -33,6 +33,10 @@ import select
 import signal
 import sys
 
+# os.execvpe imports warnings lazily, when the host's standard library is out of view
+# (after pivot_root): import it while it is still there.
+import warnings  # noqa: F401
+
 # Imports for type checking only: `typing` alone would add a third to the start-up time
 # every sandboxed tool pays.
 TYPE_CHECKING = False

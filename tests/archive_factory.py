@@ -73,11 +73,12 @@ def make_deb(
     priority: str = "optional",
     multi_arch: str = "",
     files: Mapping[str, bytes] | None = None,
+    executables: Mapping[str, bytes] | None = None,
 ) -> FakeDeb:
     """Build `directory/<name>_<version>_<arch>.deb`; relation fields use Debian syntax.
 
     `files` maps absolute paths inside the package to their contents (mode 0644,
-    directories 0755, all times FIXED_EPOCH).
+    directories 0755, all times FIXED_EPOCH); `executables` likewise, mode 0755.
     """
     control: dict[str, str] = {
         "Package": name,
@@ -108,11 +109,13 @@ def make_deb(
     (build / "DEBIAN").mkdir(parents=True)
     text = "".join(f"{key}: {value}\n" for key, value in control.items())
     (build / "DEBIAN" / "control").write_text(text)
-    for path, content in sorted((files or {}).items()):
+    contents = [(path, content, 0o644) for path, content in (files or {}).items()]
+    contents += [(path, content, 0o755) for path, content in (executables or {}).items()]
+    for path, content, mode in sorted(contents):
         target = build / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-        target.chmod(0o644)
+        target.chmod(mode)
     for current, dirs, names in os.walk(build):
         for entry in (*dirs, *names):
             os.utime(Path(current, entry), (FIXED_EPOCH, FIXED_EPOCH))

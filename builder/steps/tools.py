@@ -50,6 +50,7 @@ def make_tools_tree(debs: list[Path], tree: Path) -> None:
         os.symlink(f"usr/{name}", tree / name)
     for deb in debs:
         extract_data(deb, tree, merged_usr=True)
+    (tree / "etc").mkdir(exist_ok=True)
     for target, master in _ACCOUNTS:
         if not (tree / master).is_file():
             raise BuildError(f"the tools tree has no /{master} (package base-passwd)")
