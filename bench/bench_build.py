@@ -2,7 +2,12 @@
 
 Figures (no assertions):
 - cold build: empty cache, `build.py fetch` then `build.py build`;
-- warm build: .debs cached, empty step cache (`build.py build` in a subprocess);
+- tools tree: unpacking the lock's tools set and recording it (once per lock);
+- warm build: .debs cached, empty step cache (`build.py build` in a subprocess; the
+  tools tree is made first);
+- warm build, tools tree cached, against the same build with the host's own tools run
+  directly, as boothkey did before the tools tree (no tree, no sandbox), in the same
+  session (target: at most 1.1x);
 - raw tools: the same mmdebstrap / mksquashfs / veritysetup / dpkg-deb + cpio + zstd /
   objcopy / mkfs.vfat + mcopy / sfdisk + dd work run directly, no boothkey
   (target: boothkey within 1.3x of it);
@@ -41,10 +46,14 @@ from builder.tools import tool_env  # noqa: E402
 
 MIB = 2**20
 _MEASURE = """
-import resource, sys
+import os, resource, sys
 from pathlib import Path
 from builder.build import build_image
 from builder.recipe import load_recipe
+if os.environ.get("BENCH_HOST_TOOLS") == "1":
+    sys.path.insert(0, "bench")
+    import host_tools
+    host_tools.use_host_tools()
 build_image(load_recipe(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), report=lambda line: None)
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tools = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -52,8 +61,13 @@ print(f"{own} {tools}")
 """
 
 
-def timed_build(recipe: Path, out: Path, cache: Path) -> dict[str, float]:
-    """One build in a fresh Python process; wall time and peak RSS (KiB) of it and its tools."""
+def timed_build(
+    recipe: Path, out: Path, cache: Path, *, host_tools: bool = False
+) -> dict[str, float]:
+    """One build in a fresh Python process; wall time and peak RSS (KiB) of it and its tools.
+
+    `host_tools`: run the host's own tools directly instead of the tools tree's in a
+    sandbox (see bench/host_tools.py)."""
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(recipe), str(out), str(cache)],
@@ -61,6 +75,7 @@ def timed_build(recipe: Path, out: Path, cache: Path) -> dict[str, float]:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "BENCH_HOST_TOOLS": "1" if host_tools else "0"},
     )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
@@ -71,6 +86,46 @@ def timed_build(recipe: Path, out: Path, cache: Path) -> dict[str, float]:
         "boothkey_rss_mib": own_kib / 1024,
         "tool_rss_mib": tools_kib / 1024,
     }
+
+
+def tools_tree_seconds(recipe_path: Path, work: Path) -> float:
+    """Unpack the lock's tools set into a tree and digest it, as the tools step does."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from builder.lockfile import load_lock_for\n"
+        "from builder.paths import deb_cache_dir, default_cache_dir\n"
+        "from builder.recipe import load_recipe\n"
+        "from builder.steps.tools import make_tools_tree\n"
+        "from builder.toolset import TOOLS_SET\n"
+        "from builder.treedigest import tree_digest\n"
+        "lock = load_lock_for(load_recipe(sys.argv[1]))\n"
+        "debs = deb_cache_dir(default_cache_dir())\n"
+        "paths = [debs / 'sha256' / p.sha256[:2] / f'{p.sha256}.deb'\n"
+        "         for p in sorted(lock.in_set(TOOLS_SET), key=lambda p: p.name)]\n"
+        "start = time.perf_counter()\n"
+        "make_tools_tree(paths, Path(sys.argv[2]))\n"
+        "tree_digest(Path(sys.argv[2]), mtimes=True)\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(recipe_path), str(work / "tools-tree")],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout)
+
+
+def cache_with_only(cache: Path, source: Path, manifest: Path, step: str) -> None:
+    """Make `cache` hold the .debs and licences and, from `source`, only `step`'s entry."""
+    cache.mkdir()
+    for name in ("debs", "copyright"):
+        (cache / name).symlink_to(default_cache_dir() / name)
+    step_id = next(s["id"] for s in json.loads(manifest.read_text())["steps"] if s["name"] == step)
+    entry = Path("steps") / step_id[:2] / step_id
+    shutil.copytree(source / entry, cache / entry, symlinks=True)
 
 
 def private_project(recipe_path: Path, into: Path) -> Path:
@@ -278,6 +333,12 @@ def main() -> int:
     parser.add_argument(
         "--skip-cold", action="store_true", help="no cold build (it downloads every .deb)"
     )
+    parser.add_argument(
+        "--host-tools-rounds",
+        type=int,
+        default=2,
+        help="pairs of builds timed with the tools tree and with the host's tools (0: none)",
+    )
     args = parser.parse_args()
     recipe_path = args.recipe.resolve()
     subprocess.run(
@@ -308,10 +369,34 @@ def main() -> int:
             figures["cold_fetch_s"] = fetch_s
             figures["cold_build_s"] = fetch_s + cold["seconds"]
             shutil.rmtree(cold_cache)
+        figures["tools_tree_s"] = tools_tree_seconds(project, tmp)
         warm = timed_build(project, tmp / "out", cache)
         figures["warm_build_s"] = warm["seconds"]
         figures["peak_rss_boothkey_mib"] = warm["boothkey_rss_mib"]
         figures["peak_rss_tools_mib"] = warm["tool_rss_mib"]
+        name = load_recipe(project).name
+        # Tools tree cached vs the host's tools run directly, alternated: A B A B.
+        tree_runs, host_runs = [], []
+        for round_ in range(args.host_tools_rounds):
+            tree_cache, host_cache = tmp / f"tree-cache{round_}", tmp / f"host-cache{round_}"
+            cache_with_only(tree_cache, cache, tmp / "out" / f"{name}.manifest.json", "tools")
+            cache_with_only(host_cache, cache, tmp / "out" / f"{name}.manifest.json", "tools")
+            tree_out, host_out = tmp / f"out-tree{round_}", tmp / f"out-host{round_}"
+            tree_runs.append(timed_build(project, tree_out, tree_cache))
+            host_runs.append(timed_build(project, host_out, host_cache, host_tools=True))
+            same = (tree_out / f"{name}.img").read_bytes() == (
+                host_out / f"{name}.img"
+            ).read_bytes()
+            figures["host_tools_same_image"] = str(same).lower()
+            shutil.rmtree(tree_cache)
+            shutil.rmtree(host_cache)
+        if tree_runs:
+            tree_s = min(r["seconds"] for r in tree_runs)
+            host_s = min(r["seconds"] for r in host_runs)
+            figures["warm_tree_cached_s"] = tree_s
+            figures["warm_host_tools_s"] = host_s
+            figures["tree_vs_host_tools_ratio"] = tree_s / host_s
+            figures["peak_rss_host_tools_mib"] = max(r["boothkey_rss_mib"] for r in host_runs)
         nochange = timed_build(project, tmp / "out2", cache)
         figures["nochange_rebuild_s"] = nochange["seconds"]
         figures["nochange_ratio"] = nochange["seconds"] / warm["seconds"]

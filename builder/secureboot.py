@@ -105,7 +105,7 @@ def sbsign(
             output,
             unsigned,
         ],
-        env=faketime_env(frozen.strftime("%Y-%m-%d %H:%M:%S")),
+        env=faketime_env(frozen.strftime("%Y-%m-%d %H:%M:%S"), tools.tree),
         binds=[unsigned, key, certificate],
         writable=[output.parent],
     )

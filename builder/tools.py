@@ -1,9 +1,12 @@
-"""Running host tools with a normalised environment, and recording their versions.
+"""The environment every external command runs with, and running the few host tools.
 
-Every external command boothkey runs goes through `run_tool`: TZ=UTC,
-LC_ALL=C.UTF-8, umask 022, a fixed PATH and no inherited locale or
-SOURCE_DATE_EPOCH unless the caller passes one. A non-zero exit raises
-`ToolError` with the command and the tail of its stderr.
+Programs that make image bytes run from the tools tree in a sandbox
+(`builder.sandbox`), with `tool_env`'s environment: TZ=UTC, LC_ALL=C.UTF-8, a
+fixed PATH, no inherited locale or SOURCE_DATE_EPOCH unless the caller passes one.
+The host's own tools only check or show things and never touch an image's bytes
+(gpgv for archive signatures, QEMU, mcopy reading an ESP back); they go through
+`run_tool` (the same environment, umask 022). A non-zero exit raises `ToolError`
+with the command and the tail of its stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from functools import cache
 from pathlib import Path
 
 from .errors import ToolError
@@ -24,21 +26,11 @@ BASE_ENV = {
     "LANG": "C.UTF-8",
     "HOME": "/nonexistent",
 }
-# (tool, package that ships it, argv that prints its version)
-HOST_TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "mmdebstrap": ("mmdebstrap", ("mmdebstrap", "--version")),
-    "mksquashfs": ("squashfs-tools", ("mksquashfs", "-version")),
-    "mkfs.erofs": ("erofs-utils", ("mkfs.erofs", "--version")),
-    "veritysetup": ("cryptsetup-bin", ("veritysetup", "--version")),
-    "mkfs.vfat": ("dosfstools", ("mkfs.vfat", "--help")),
-    "mcopy": ("mtools", ("mcopy", "--version")),
-    "objcopy": ("binutils", ("objcopy", "--version")),
-    "cpio": ("cpio", ("cpio", "--version")),
-    "zstd": ("zstd", ("zstd", "--version")),
-    "dpkg-deb": ("dpkg", ("dpkg-deb", "--version")),
-    "gpgv": ("gpgv", ("gpgv", "--version")),
-    "sbsign": ("sbsigntool", ("sbsign", "--version")),
-    "qemu-system-x86_64": ("qemu-system-x86", ("qemu-system-x86_64", "--version")),
+# The host tools boothkey runs itself, and the Debian package that ships each.
+HOST_TOOL_PACKAGES = {
+    "gpgv": "gpgv",
+    "mcopy": "mtools",
+    "qemu-system-x86_64": "qemu-system-x86",
 }
 
 
@@ -48,11 +40,13 @@ HOST_TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
-def faketime_env(spec: str) -> dict[str, str]:
+def faketime_env(spec: str, root: Path = Path("/")) -> dict[str, str]:
     """Environment that runs a tool under libfaketime's `spec` (FAKETIME syntax:
-    "YYYY-mm-dd HH:MM:SS" frozen, "@..." ticking from there, "+1y" an offset)."""
-    if not os.path.exists(LIBFAKETIME):
-        raise ToolError(f"{LIBFAKETIME} is missing (Debian package faketime); run ./setup")
+    "YYYY-mm-dd HH:MM:SS" frozen, "@..." ticking from there, "+1y" an offset), for a
+    tool whose file system is `root` (a tools tree, or the host's /)."""
+    if not (root / LIBFAKETIME.lstrip("/")).exists():
+        where = "the tools tree" if root != Path("/") else "this machine"
+        raise ToolError(f"{LIBFAKETIME} is missing from {where} (Debian package libfaketime)")
     return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": spec}
 
 
@@ -67,7 +61,7 @@ def require_tool(name: str) -> str:
     """Path of a host tool, or a `ToolError` naming the Debian package to install."""
     found = shutil.which(name, path=BASE_ENV["PATH"])
     if found is None:
-        package = HOST_TOOLS.get(name, (name, ()))[0]
+        package = HOST_TOOL_PACKAGES.get(name, name)
         raise ToolError(f"{name} is not installed (Debian package {package}); run ./setup")
     return found
 
@@ -115,35 +109,3 @@ def tool_failure(args: Sequence[str], result: subprocess.CompletedProcess[bytes]
     tail of its stderr."""
     detail = "\n  ".join(stderr_tail(result.stderr))
     return ToolError(f"{args[0]} failed (exit {result.returncode}): {' '.join(args)}\n  {detail}")
-
-
-@cache
-def tool_version(name: str) -> str:
-    """First line a tool prints about its own version (recorded in the manifest)."""
-    _package, argv = HOST_TOOLS.get(name, (name, (name, "--version")))
-    try:
-        result = subprocess.run(
-            list(argv),
-            env=tool_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    except OSError:
-        return "not installed"
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if line.strip():
-            return line.strip()
-    return "unknown"
-
-
-def package_version(package: str) -> str:
-    """Installed Debian version of a host package (dpkg-query), for the manifest."""
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", package],
-        env=tool_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-    return result.stdout.decode().strip() or "not installed"
