@@ -12,8 +12,13 @@ gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
+import shutil
 import struct
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import BuildError, InputError
@@ -94,27 +99,51 @@ def sbsign(
     frozen = datetime.datetime.fromtimestamp(signing_time, datetime.UTC)
     # A bare "YYYY-mm-dd HH:MM:SS" freezes the clock; "@DATE" would only start it there
     # and let it tick, so two signatures could straddle a second and differ.
-    tools.run(
-        [
-            "sbsign",
-            "--key",
-            key,
-            "--cert",
-            certificate,
-            "--output",
-            output,
-            unsigned,
-        ],
-        env=faketime_env(frozen.strftime("%Y-%m-%d %H:%M:%S"), tools.tree),
-        binds=[unsigned, key, certificate],
-        writable=[output.parent],
-    )
+    with _staged(tools, key, certificate) as (staged_key, staged_certificate):
+        tools.run(
+            [
+                "sbsign",
+                "--key",
+                staged_key,
+                "--cert",
+                staged_certificate,
+                "--output",
+                output,
+                unsigned,
+            ],
+            env=faketime_env(frozen.strftime("%Y-%m-%d %H:%M:%S"), tools.tree),
+            binds=[unsigned, staged_key.parent],
+            writable=[output.parent],
+        )
 
 
 def sbverify(tools: Sandbox, signed: Path, certificate: Path) -> bool:
     """True when `sbverify --cert` accepts the signature."""
-    try:
-        tools.run(["sbverify", "--cert", certificate, signed], binds=[signed, certificate])
-    except BuildError:
-        return False
+    with _staged(tools, certificate) as (staged,):
+        try:
+            tools.run(["sbverify", "--cert", staged, signed], binds=[signed, staged.parent])
+        except BuildError:
+            return False
     return True
+
+
+@contextlib.contextmanager
+def _staged(tools: Sandbox, *files: Path) -> Iterator[tuple[Path, ...]]:
+    """Private copies of `files` in the sandbox's scratch directory, removed afterwards.
+
+    A key or certificate may lie anywhere, /usr/share included, where the sandbox
+    cannot bind it (its /usr is the tools tree's)."""
+    tools.scratch.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="sbsign-files-", dir=tools.scratch))
+    try:
+        copies = []
+        for index, source in enumerate(files):
+            copy = directory / f"{index}{source.suffix}"
+            with open(source, "rb") as reader:
+                fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as writer:
+                    shutil.copyfileobj(reader, writer)
+            copies.append(copy)
+        yield tuple(copies)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

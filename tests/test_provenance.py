@@ -116,10 +116,13 @@ def test_build_writes_provenance_beside_the_hello_image(
     digests = {d["digest"]["sha256"] for d in resolved}
     assert {p["sha256"] for p in manifest["packages"]} <= digests
     assert manifest["recipe"]["sha256"] in digests and manifest["lock_sha256"] in digests
-    assert (
-        statement["predicate"]["runDetails"]["builder"]["version"]["dpkg"]
-        == manifest["tools"]["dpkg"]
-    )
+    # The tools that made the bytes are locked packages too, listed in the manifest.
+    assert {tool["sha256"] for tool in manifest["tools"]} <= digests
+    assert {tool["name"] for tool in manifest["tools"]} >= {"squashfs-tools", "libzstd1"}
+    assert statement["predicate"]["runDetails"]["builder"]["version"] == {
+        "boothkey": manifest["boothkey"],
+        "boothkey_source_sha256": manifest["code_sha256"],
+    }
 
 
 REGENERATE = """
