@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_golden_digests_are_reproduced_here(
 def copy_sources(dest: Path) -> Path:
     """The files a build reads, copied (a checkout of the release)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("build.py", "builder", "recipes", "overlays", "keys"):
+    for name in ("build.py", "builder", "recipes", "overlays", "keys", "pyproject.toml", "setup"):
         source = PROJECT / name
         if source.is_dir():
             shutil.copytree(
@@ -210,7 +211,8 @@ def test_a_system_without_debian_tools_builds_the_golden_hello_image(
     assert build_inside(system, hello_sources) == golden("hello")
 
 
-def test_an_unprivileged_user_builds_the_golden_hello_image(hello_sources: Path) -> None:
+@pytest.fixture
+def test_user() -> pwd.struct_passwd:
     user = os.environ.get(TEST_USER_ENV)
     if not user:
         if os.environ.get("CI") == "true":
@@ -220,35 +222,74 @@ def test_an_unprivileged_user_builds_the_golden_hello_image(hello_sources: Path)
         pytest.skip(f"set ${TEST_USER_ENV} to a user with subordinate uids/gids")
     account = pwd.getpwnam(user)
     assert account.pw_uid != 0
-    for path in (hello_sources, hello_sources / "cache", *(hello_sources / "cache").rglob("*")):
-        if path.is_dir():
-            os.chown(path, account.pw_uid, account.pw_gid)
-    out = hello_sources / "out"
-    out.mkdir()
-    os.chown(out, account.pw_uid, account.pw_gid)
-    result = subprocess.run(
+    return account
+
+
+def run_as(
+    account: pwd.struct_passwd, arguments: list[str], cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """`python3 build.py ARGUMENTS...` as `account`, with Debian's Python and libraries
+    (the checkout's venv may not be readable by that user)."""
+    return subprocess.run(
         [
             "setpriv",
             f"--reuid={account.pw_uid}",
             f"--regid={account.pw_gid}",
             "--init-groups",
             "--reset-env",
-            # Debian's Python and libraries: the checkout's venv may not be readable.
             "/usr/bin/python3",
             "build.py",
-            "build",
-            "--quiet",
-            "--cache-dir",
-            str(hello_sources / "cache"),
-            "--out",
-            str(out),
-            "recipes/hello.yaml",
+            *arguments,
         ],
-        cwd=hello_sources / "src",
+        cwd=cwd,
         capture_output=True,
         check=False,
     )
+
+
+def give_to(account: pwd.struct_passwd, *directories: Path) -> None:
+    for directory in directories:
+        for path in (directory, *directory.rglob("*")):
+            if path.is_dir():
+                os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def test_an_unprivileged_user_builds_the_golden_hello_image(
+    hello_sources: Path, test_user: pwd.struct_passwd
+) -> None:
+    out = hello_sources / "out"
+    out.mkdir()
+    give_to(test_user, hello_sources, hello_sources / "cache", out)
+    arguments = ["build", "--quiet", "--cache-dir", str(hello_sources / "cache")]
+    arguments += ["--out", str(out), "recipes/hello.yaml"]
+    result = run_as(test_user, arguments, hello_sources / "src")
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     image = out / "hello.img"
-    assert image.stat().st_uid == account.pw_uid
+    assert image.stat().st_uid == test_user.pw_uid
     assert sha256_file(image) == golden("hello")
+
+
+def test_an_unprivileged_observer_rebuilds_a_published_release(
+    hello_sources: Path, test_user: pwd.struct_passwd, built_hello_image: tuple[Path, Path]
+) -> None:
+    # The release: the session's root-built hello image, published with its bundle.
+    _image, manifest = built_hello_image
+    published = hello_sources / "published"
+    shutil.copytree(manifest.parent, published)
+    published.chmod(0o755)  # pytest's directories are private to root
+    subprocess.run(
+        [sys.executable, "build.py", "bundle", "recipes/hello.yaml", "--out", str(published)],
+        cwd=hello_sources / "src",
+        check=True,
+        capture_output=True,
+    )
+    work = hello_sources / "observer"
+    work.mkdir()
+    give_to(test_user, work)
+    arguments = ["rebuild", str(published / "hello.manifest.json")]
+    arguments += ["--bundle", str(published / "hello-1-source.tar"), "--work", str(work / "w")]
+    result = run_as(test_user, arguments, hello_sources / "src")
+    output = result.stdout.decode(errors="replace")
+    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
+    assert "Result: SAME" in output
+    assert (work / "w").stat().st_uid == test_user.pw_uid
