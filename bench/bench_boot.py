@@ -22,8 +22,8 @@ sys.path.insert(0, str(PROJECT))
 
 from figures import Figures, emit  # noqa: E402
 
-from builder.qemu import QemuBoot  # noqa: E402
-from builder.recipe import load_recipe  # noqa: E402
+from builder.observe.qemu import QemuBoot  # noqa: E402
+from builder.source.recipe import load_recipe  # noqa: E402
 
 PAYLOAD_MARKERS = {"hello": "BOOTHKEY-HELLO:", "booth": "BOOTH: press Enter"}
 

@@ -38,19 +38,19 @@ sys.path.insert(0, str(PROJECT))
 
 from figures import emit  # noqa: E402
 
-from builder.canonical import sha256_file  # noqa: E402
-from builder.lockfile import load_lock_for  # noqa: E402
-from builder.paths import deb_cache_dir, default_cache_dir  # noqa: E402
-from builder.recipe import load_recipe  # noqa: E402
-from builder.steps.uki import STUB_PATH  # noqa: E402
-from builder.tools import tool_env  # noqa: E402
+from builder.build.steps.uki import STUB_PATH  # noqa: E402
+from builder.core.canonical import sha256_file  # noqa: E402
+from builder.core.paths import deb_cache_dir, default_cache_dir  # noqa: E402
+from builder.core.tools import tool_env  # noqa: E402
+from builder.source.lockfile import load_lock_for  # noqa: E402
+from builder.source.recipe import load_recipe  # noqa: E402
 
 MIB = 2**20
 _MEASURE = """
 import os, resource, sys
 from pathlib import Path
-from builder.build import build_image
-from builder.recipe import load_recipe
+from builder.build.image import build_image
+from builder.source.recipe import load_recipe
 if os.environ.get("BENCH_HOST_TOOLS") == "1":
     sys.path.insert(0, "bench")
     import host_tools
@@ -94,12 +94,12 @@ def tools_tree_seconds(recipe_path: Path, work: Path) -> float:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from builder.lockfile import load_lock_for\n"
-        "from builder.paths import deb_cache_dir, default_cache_dir\n"
-        "from builder.recipe import load_recipe\n"
-        "from builder.steps.tools import make_tools_tree\n"
-        "from builder.toolset import TOOLS_SET\n"
-        "from builder.treedigest import tree_digest\n"
+        "from builder.source.lockfile import load_lock_for\n"
+        "from builder.core.paths import deb_cache_dir, default_cache_dir\n"
+        "from builder.source.recipe import load_recipe\n"
+        "from builder.build.steps.tools import make_tools_tree\n"
+        "from builder.source.toolset import TOOLS_SET\n"
+        "from builder.core.treedigest import tree_digest\n"
         "lock = load_lock_for(load_recipe(sys.argv[1]))\n"
         "debs = deb_cache_dir(default_cache_dir())\n"
         "paths = [debs / 'sha256' / p.sha256[:2] / f'{p.sha256}.deb'\n"
@@ -327,7 +327,7 @@ def raw_tools_build(recipe_path: Path, boothkey_out: Path, work: Path) -> float:
 
 
 def _step_file(manifest: dict[str, Any], step: str, name: str) -> Path:
-    from builder.paths import step_cache_dir
+    from builder.core.paths import step_cache_dir
 
     ids: dict[str, str] = {s["name"]: s["id"] for s in manifest["steps"]}
     sid = ids[step]

@@ -25,16 +25,16 @@ from pathlib import Path
 
 from figures import Figures, emit
 
-from builder.debcache import DebCache
-from builder.errors import BoothkeyError
-from builder.fetch import DEFAULT_JOBS, fetch_packages
-from builder.fetcher import RequestsFetcher
-from builder.lockfile import LockedPackage, load_lock_for
-from builder.mirrors import mirrors_by_suite
-from builder.paths import deb_cache_dir
-from builder.progress import Progress, format_size
-from builder.recipe import load_recipe
-from builder.tools import tool_env
+from builder.core.errors import BoothkeyError
+from builder.core.paths import deb_cache_dir
+from builder.core.progress import Progress, format_size
+from builder.core.tools import tool_env
+from builder.source.debcache import DebCache
+from builder.source.fetch import DEFAULT_JOBS, fetch_packages
+from builder.source.http import RequestsFetcher
+from builder.source.lockfile import LockedPackage, load_lock_for
+from builder.source.mirrors import mirrors_by_suite
+from builder.source.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 

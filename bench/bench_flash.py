@@ -32,9 +32,9 @@ from pathlib import Path
 from figures import emit
 
 from builder.commands.flash import default_manifest, flash_command
-from builder.devices import HostView
-from builder.errors import EXIT_OK
-from builder.tools import require_tool, tool_env
+from builder.core.errors import EXIT_OK
+from builder.core.tools import require_tool, tool_env
+from builder.station.devices import HostView
 
 MIB = 2**20
 

@@ -25,14 +25,14 @@ from pathlib import Path
 
 from figures import emit
 
-from builder.archive import fetch_packages, fetch_release
-from builder.errors import BoothkeyError
-from builder.fetcher import RequestsFetcher
-from builder.lockfile import write_lock
-from builder.locking import lock_recipe, resolve_sets
-from builder.mirrors import mirrors_by_suite
-from builder.recipe import Recipe, load_recipe
-from builder.tools import tool_env
+from builder.core.errors import BoothkeyError
+from builder.core.tools import tool_env
+from builder.source.archive import fetch_packages, fetch_release
+from builder.source.http import RequestsFetcher
+from builder.source.lockfile import write_lock
+from builder.source.make_lock import lock_recipe, resolve_sets
+from builder.source.mirrors import mirrors_by_suite
+from builder.source.recipe import Recipe, load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 

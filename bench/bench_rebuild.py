@@ -26,12 +26,12 @@ from pathlib import Path
 
 from figures import emit
 
-from builder.debcache import DebCache
-from builder.errors import BoothkeyError
-from builder.lockfile import load_lock_for
-from builder.paths import deb_cache_dir, default_cache_dir
-from builder.progress import format_size
-from builder.recipe import load_recipe
+from builder.core.errors import BoothkeyError
+from builder.core.paths import deb_cache_dir, default_cache_dir
+from builder.core.progress import format_size
+from builder.source.debcache import DebCache
+from builder.source.lockfile import load_lock_for
+from builder.source.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.election import (
+from builder.station.election import (
     ElectionDefinition,
     Station,
     envelope_bytes,
@@ -30,8 +30,8 @@ from builder.election import (
     sign_payload,
     station_payload,
 )
-from builder.keys import load_private_key
-from builder.stations import make_stations, open_software_image
+from builder.station.stations import make_stations, open_software_image
+from builder.trust.keys import load_private_key
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "tests")]

@@ -22,8 +22,8 @@ from pathlib import Path
 from figures import Figures, emit
 
 from builder.commands.verify import digest_stream
-from builder.tools import tool_env
-from builder.verity_tree import BLOCK_SIZE, compute_tree
+from builder.core.tools import tool_env
+from builder.formats.verity_tree import BLOCK_SIZE, compute_tree
 
 SALT = bytes.fromhex("5a" * 32)
 

@@ -12,8 +12,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from builder.sandbox import Sandbox
-from builder.tools import tool_env, tool_failure
+from builder.core.sandbox import Sandbox
+from builder.core.tools import tool_env, tool_failure
 
 
 def _run_on_host(

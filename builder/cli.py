@@ -7,22 +7,22 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from . import __version__
-from .commands import attest as attest_command
-from .commands import boot as boot_command
-from .commands import build as build_command
-from .commands import bundle as bundle_command
-from .commands import cache as cache_command
-from .commands import election as election_command
-from .commands import fetch as fetch_command
-from .commands import fingerprint as fingerprint_command
-from .commands import flash as flash_command
-from .commands import keygen as keygen_command
-from .commands import lock as lock_command
-from .commands import rebuild as rebuild_command
-from .commands import sign as sign_command
-from .commands import verify as verify_command
-from .errors import BoothkeyError
+from builder import __version__
+from builder.commands import attest as attest_command
+from builder.commands import boot as boot_command
+from builder.commands import build as build_command
+from builder.commands import bundle as bundle_command
+from builder.commands import cache as cache_command
+from builder.commands import election as election_command
+from builder.commands import fetch as fetch_command
+from builder.commands import fingerprint as fingerprint_command
+from builder.commands import flash as flash_command
+from builder.commands import keygen as keygen_command
+from builder.commands import lock as lock_command
+from builder.commands import rebuild as rebuild_command
+from builder.commands import sign as sign_command
+from builder.commands import verify as verify_command
+from builder.core.errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
 COMMANDS: tuple[ModuleType, ...] = (

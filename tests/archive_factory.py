@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.toolset import TOOL_PACKAGES
+from builder.source.toolset import TOOL_PACKAGES
 
 FIXED_EPOCH = 1700000000
 FIXED_DATE = "Tue, 14 Nov 2023 22:13:20 UTC"  # == FIXED_EPOCH
@@ -462,7 +462,7 @@ def standard_universe(directory: Path) -> list[FakeDeb]:
         make_deb(
             d, "dracut", "059-4", provides="linux-initramfs-tool", conflicts="initramfs-tools"
         ),
-        # The build's own tools (builder/toolset.py), which every lock pins.
+        # The build's own tools (builder/source/toolset.py), which every lock pins.
         *(make_deb(d, name, "1.0-1", depends="libc6 (>= 2.34)") for name in TOOL_PACKAGES),
     ]
 

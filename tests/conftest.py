@@ -37,9 +37,9 @@ from archive_factory import (
 )
 from user_files import CHECKOUT, Snapshot, changes, seed_debs, snapshot, user_cache_dirs
 
-from builder.debcache import DebCache
-from builder.lockfile import Lock, LockedPackage, read_lock
-from builder.paths import deb_cache_dir
+from builder.core.paths import deb_cache_dir
+from builder.source.debcache import DebCache
+from builder.source.lockfile import Lock, LockedPackage, read_lock
 
 _CACHE_VARIABLES = ("BOOTHKEY_CACHE", "XDG_CACHE_HOME")
 

@@ -4,7 +4,7 @@
 stand-in UKI that sbsign accepts); `make_image` builds a GPT disk image
 "NAME.img" laid out as boothkey's pipeline does (esp with the UKI, root with
 dm-verity made by the real veritysetup, optional booth-data) plus a manifest
-that `builder.manifest` reads.
+that `builder.build.manifest` reads.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.canonical import canonical_json, derive_hex, derive_uuid, sha256_file
-from builder.pe import normalise_pe
+from builder.core.canonical import canonical_json, derive_hex, derive_uuid, sha256_file
+from builder.formats.pe import normalise_pe
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.canonical import sha256_file
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
-from builder.recipe import Recipe, load_recipe
-from builder.toolset import TOOL_PACKAGES
+from builder.core.canonical import sha256_file
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
+from builder.source.recipe import Recipe, load_recipe
+from builder.source.toolset import TOOL_PACKAGES
 
 EPOCH = 1_700_000_000
 RECIPE = """\

@@ -15,8 +15,8 @@ from typing import Any
 from archive_factory import FIXED_EPOCH, make_deb
 from debian.copyright import Header
 
-from builder.canonical import sha256_file
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.core.canonical import sha256_file
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
 
 PYSPDXTOOLS = shutil.which("pyspdxtools") or str(
     Path(__file__).resolve().parent.parent / ".venv" / "bin" / "pyspdxtools"

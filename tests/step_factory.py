@@ -8,11 +8,11 @@ from pathlib import Path
 
 from archive_factory import FIXED_EPOCH, FakeDeb
 
-from builder.canonical import sha256_file
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage
-from builder.recipe import Recipe
-from builder.sandbox import Sandbox
-from builder.steps.base import BuildContext, StepOutput
+from builder.build.steps.base import BuildContext, StepOutput
+from builder.core.canonical import sha256_file
+from builder.core.sandbox import Sandbox
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.recipe import Recipe
 
 
 def locked(name: str, version: str, arch: str, deb: Path) -> LockedPackage:

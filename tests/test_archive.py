@@ -21,9 +21,9 @@ from archive_factory import (
     sign_release,
 )
 
-from builder.archive import ArchiveIndex, fetch_release, load_index, verify_inrelease
-from builder.errors import FetchError, InputError, VerificationFailed
-from builder.fetcher import RequestsFetcher
+from builder.core.errors import FetchError, InputError, VerificationFailed
+from builder.source.archive import ArchiveIndex, fetch_release, load_index, verify_inrelease
+from builder.source.http import RequestsFetcher
 
 
 def _load(served: ServedArchive, keyring: Path, *mirrors: str) -> ArchiveIndex:

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 from image_factory import BuiltImage, copy_image, make_image
 
-from builder.attest import PREDICATE_TYPE, check_observers, rebuild_statement
-from builder.canonical import canonical_json
+from builder.build.manifest import read_manifest
 from builder.cli import main
 from builder.commands.attest import attest
 from builder.commands.sign import sign_manifest
 from builder.commands.verify import verify_files
-from builder.dsse import image_statement, parse_envelope
-from builder.errors import InputError, VerificationFailed
-from builder.keys import SigningKey, encrypt_private_key, generate_key, public_key_bytes
-from builder.manifest import read_manifest
-from builder.verify import Check
+from builder.core.canonical import canonical_json
+from builder.core.errors import InputError, VerificationFailed
+from builder.observe.attest import PREDICATE_TYPE, check_observers, rebuild_statement
+from builder.observe.verify import Check
+from builder.trust.dsse import image_statement, parse_envelope
+from builder.trust.keys import SigningKey, encrypt_private_key, generate_key, public_key_bytes
 
 PASSPHRASE = "observer passphrase"
 

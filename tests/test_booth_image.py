@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.canonical import canonical_json
-from builder.election import envelope_bytes, sign_payload, station_payload
-from builder.fingerprint import election_fingerprint, software_fingerprint
-from builder.manifest import read_manifest
-from builder.qemu import QemuBoot
-from builder.stations import make_stations, open_software_image
+from builder.build.manifest import read_manifest
+from builder.core.canonical import canonical_json
+from builder.observe.qemu import QemuBoot
+from builder.station.election import envelope_bytes, sign_payload, station_payload
+from builder.station.fingerprint import election_fingerprint, software_fingerprint
+from builder.station.stations import make_stations, open_software_image
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (

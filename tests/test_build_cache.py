@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from user_files import seed_debs
 
-from builder.build import BuildResult, build_image
-from builder.recipe import load_recipe
+from builder.build.image import BuildResult, build_image
+from builder.source.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 

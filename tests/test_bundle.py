@@ -1,4 +1,4 @@
-"""builder/bundle.py and `build.py bundle`: the deterministic source bundle."""
+"""builder/observe/bundle.py and `build.py bundle`: the deterministic source bundle."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ import pytest
 from project_factory import EPOCH, RECIPE, Project, make_project, project_manifest
 
 from builder import cli
-from builder.bundle import (
+from builder.build.manifest import read_manifest, write_manifest
+from builder.core.canonical import sha256_file
+from builder.core.errors import InputError, VerificationFailed
+from builder.core.paths import deb_cache_dir
+from builder.observe.bundle import (
     BundleResult,
     extract_bundle,
     make_bundle,
@@ -22,14 +26,10 @@ from builder.bundle import (
     record_bundle,
     verify_bundle,
 )
-from builder.canonical import sha256_file
-from builder.debcache import DebCache
-from builder.errors import InputError, VerificationFailed
-from builder.fetch import fetch_packages
-from builder.fetcher import RequestsFetcher
-from builder.manifest import read_manifest, write_manifest
-from builder.paths import deb_cache_dir
-from builder.recipe import load_recipe
+from builder.source.debcache import DebCache
+from builder.source.fetch import fetch_packages
+from builder.source.http import RequestsFetcher
+from builder.source.recipe import load_recipe
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_bundle_holds_recipe_lock_overlays_keyring_code_and_debs(
     assert os.readlink(root / "overlays" / "demo" / "etc" / "issue") == "motd"
     assert (root / "overlays" / "demo" / "var" / "empty").is_dir()
     assert os.stat(root / "overlays" / "demo" / "usr" / "bin" / "hello").st_mode & 0o777 == 0o755
-    assert (root / "build.py").is_file() and (root / "builder" / "pipeline.py").is_file()
+    assert (root / "build.py").is_file() and (root / "builder" / "build" / "pipeline.py").is_file()
     assert not list(root.rglob("__pycache__"))
     for package in project.lock.packages:
         assert sha256_file(root / package.filename) == package.sha256

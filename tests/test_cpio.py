@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cpio import newc_archive, write_newc_archive
+from builder.formats.cpio import newc_archive, write_newc_archive
 
 CPIO_OPTIONS = ["-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet"]
 

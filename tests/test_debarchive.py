@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 from archive_factory import FIXED_EPOCH, make_deb
 
-from builder.debarchive import (
+from builder.build.steps.debextract import extract_deb
+from builder.core.errors import InputError
+from builder.core.paths import deb_cache_dir
+from builder.formats.debarchive import (
     extract_data,
     open_data_tar,
     parse_control,
     read_control,
     read_control_file,
 )
-from builder.debextract import extract_deb
-from builder.errors import InputError
-from builder.paths import deb_cache_dir
 
 CONTROL = b"Package: crafted\nVersion: 1.0-1\nArchitecture: amd64\nDescription: crafted\n"
 

@@ -1,4 +1,4 @@
-"""builder/debcache.py: the content-addressed .deb store."""
+"""builder/source/debcache.py: the content-addressed .deb store."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder import canonical
-from builder.debcache import CacheMismatch, DebCache
-from builder.errors import FetchError, InputError
-from builder.lockfile import LockedPackage
+from builder.core import canonical
+from builder.core.errors import FetchError, InputError
+from builder.source.debcache import CacheMismatch, DebCache
+from builder.source.lockfile import LockedPackage
 
 CONTENT = b"!<arch>\n" + b"pretend this is a .deb " * 100
 
@@ -146,7 +146,7 @@ def test_verification_is_remembered_per_file(
         hashed.append(path)
         return real(path, length)
 
-    monkeypatch.setattr("builder.debcache.sha256_file", counting)
+    monkeypatch.setattr("builder.source.debcache.sha256_file", counting)
     assert cache.verified_path(pkg) == final
     assert cache.verified_path(pkg) == final
     assert hashed == [final]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from builder.dsse import (
+from builder.core.errors import InputError
+from builder.trust.dsse import (
     PAYLOAD_TYPE,
     Envelope,
     Signature,
@@ -17,8 +18,7 @@ from builder.dsse import (
     pae,
     parse_envelope,
 )
-from builder.errors import InputError
-from builder.keys import generate_key
+from builder.trust.keys import generate_key
 
 
 def _manifest() -> dict[str, Any]:

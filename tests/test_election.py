@@ -12,9 +12,10 @@ import pytest
 import yaml
 from image_factory import make_image
 
-from builder.canonical import canonical_json
 from builder.cli import main
-from builder.election import (
+from builder.core.canonical import canonical_json
+from builder.core.errors import InputError, ValidationErrors, VerificationFailed
+from builder.station.election import (
     PAYLOAD_TYPE,
     envelope_bytes,
     load_election,
@@ -24,8 +25,7 @@ from builder.election import (
     station_payload,
     verify_election_envelope,
 )
-from builder.errors import InputError, ValidationErrors, VerificationFailed
-from builder.keys import load_trusted_keys
+from builder.trust.keys import load_trusted_keys
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.elfdeps import library_closure, read_dynamic_info, read_section, resolve_in_tree
-from builder.errors import BuildError
+from builder.build.steps.elfdeps import (
+    library_closure,
+    read_dynamic_info,
+    read_section,
+    resolve_in_tree,
+)
+from builder.core.errors import BuildError
 
 HOST_BINARY = "/usr/bin/ls"  # coreutils: always there, links libselinux -> libpcre2
 

@@ -1,4 +1,4 @@
-"""builder/fetch.py, builder/progress.py and `build.py fetch`, offline.
+"""builder/source/fetch.py, builder/core/progress.py and `build.py fetch`, offline.
 
 The test archive is served over HTTP on 127.0.0.1 (the real `requests` path),
 and read as a plain directory and as a file:// URL.
@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from archive_factory import SECURITY_POOL, FakeDeb, MultiSuiteArchive, ServedArchive, make_deb
 
-from builder import fetch
 from builder.cli import main
-from builder.debcache import DebCache
-from builder.errors import FetchError, InputError
-from builder.fetch import FetchReport, fetch_packages
-from builder.fetcher import RequestsFetcher, mirror_url
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage, read_lock, write_lock
-from builder.progress import Progress, format_size
-from builder.recipe import load_recipe
+from builder.core.errors import FetchError, InputError
+from builder.core.progress import Progress, format_size
+from builder.source import fetch
+from builder.source.debcache import DebCache
+from builder.source.fetch import FetchReport, fetch_packages
+from builder.source.http import RequestsFetcher, mirror_url
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage, read_lock, write_lock
+from builder.source.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 

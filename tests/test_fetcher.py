@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from archive_factory import HttpServer, ServedArchive
 
-from builder.errors import FetchError
-from builder.fetcher import RequestsFetcher, describe_url, local_mirror_path, mirror_url
+from builder.core.errors import FetchError
+from builder.source.http import RequestsFetcher, describe_url, local_mirror_path, mirror_url
 
 
 def _closed_port() -> int:

@@ -1,4 +1,4 @@
-"""Fingerprints from images and manifests (builder/fingerprint.py, `build.py fingerprint`),
+"""Fingerprints from images and manifests (builder/station/fingerprint.py, `build.py fingerprint`),
 checked against the booth's own implementation run by the image's Python."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import pytest
 from image_factory import BuiltImage, make_image
 
 from builder.cli import main
-from builder.errors import InputError, VerificationFailed
-from builder.fingerprint import (
+from builder.core.errors import InputError, VerificationFailed
+from builder.station.fingerprint import (
     election_fingerprint,
     read_station_data,
     root_hash_from_image,
     software_fingerprint,
 )
-from builder.stations import make_stations, open_software_image, write_data_partition
+from builder.station.stations import make_stations, open_software_image, write_data_partition
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (

@@ -12,24 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from builder import flash
 from builder.cli import main
 from builder.commands.flash import default_manifest, flash_command
-from builder.devices import (
-    HostView,
-    inspect_target,
-    parse_mountinfo,
-    parse_swaps,
-    refusal_reasons,
-)
-from builder.errors import (
+from builder.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_BUILD_FAILED,
     EXIT_OK,
     EXIT_VERIFICATION_FAILED,
     InputError,
 )
-from builder.flash import DeviceResult, FlashHooks, ImageFacts, check_image, flash_targets
+from builder.station import flash
+from builder.station.devices import (
+    HostView,
+    inspect_target,
+    parse_mountinfo,
+    parse_swaps,
+    refusal_reasons,
+)
+from builder.station.flash import DeviceResult, FlashHooks, ImageFacts, check_image, flash_targets
 
 GIB = 2**30
 # Not a multiple of 4096 or of the test block size: exercises the unaligned tail.

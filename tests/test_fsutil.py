@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.fsutil import atomic_output, atomic_path, lstat_or_none, write_atomic
+from builder.core.fsutil import atomic_output, atomic_path, lstat_or_none, write_atomic
 
 
 def test_atomic_path_result_is_world_readable(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import VerificationFailed
-from builder.gpt import (
+from builder.core.errors import VerificationFailed
+from builder.formats.gpt import (
     ESP_TYPE,
     LINUX_DATA_TYPE,
     ROOT_X86_64_TYPE,

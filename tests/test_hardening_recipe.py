@@ -16,11 +16,11 @@ from types import ModuleType
 
 import pytest
 
+from builder.build.steps.initrd import INIT_SCRIPT
 from builder.cli import main
-from builder.errors import EXIT_BAD_INPUT, InputError, ValidationErrors
-from builder.jsonfields import FieldReader, read_json_file
-from builder.recipe import load_recipe
-from builder.steps.initrd import INIT_SCRIPT
+from builder.core.errors import EXIT_BAD_INPUT, InputError, ValidationErrors
+from builder.core.jsonfields import FieldReader, read_json_file
+from builder.source.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parent.parent
 BOOTH_LIB = PROJECT / "overlays" / "booth" / "usr" / "lib" / "booth"
@@ -345,7 +345,7 @@ def test_non_utf8_recipe_is_a_named_input_error(
 
 
 def test_non_utf8_lock_manifest_and_election_are_named_input_errors(tmp_path: Path) -> None:
-    from builder.election import load_election
+    from builder.station.election import load_election
 
     for name, reader in (
         ("mini.lock.json", lambda p: read_json_file(p, "lock file")),

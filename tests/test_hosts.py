@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.canonical import sha256_file
-from builder.lockfile import Lock, LockedPackage
-from builder.mirrors import default_mirrors
-from builder.paths import deb_cache_dir
-from builder.sandbox import Sandbox
+from builder.core.canonical import sha256_file
+from builder.core.paths import deb_cache_dir
+from builder.core.sandbox import Sandbox
+from builder.source.lockfile import Lock, LockedPackage
+from builder.source.mirrors import default_mirrors
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from step_factory import host_tools, host_tools_output
 
-from builder.elfdeps import library_closure
-from builder.errors import BuildError
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage
-from builder.recipe import load_recipe
-from builder.steps.base import BuildContext
-from builder.steps.initrd import INIT_SCRIPT, InitrdStep, assemble_initrd_tree, pack_initrd
+from builder.build.steps.base import BuildContext
+from builder.build.steps.elfdeps import library_closure
+from builder.build.steps.initrd import INIT_SCRIPT, InitrdStep, assemble_initrd_tree, pack_initrd
+from builder.core.errors import BuildError
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.recipe import load_recipe
 
 EPOCH = 1_700_000_000
 PROJECT = Path(__file__).resolve().parent.parent

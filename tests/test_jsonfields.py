@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from builder.jsonfields import FieldReader, join_path, kind_of
+from builder.core.jsonfields import FieldReader, join_path, kind_of
 
 
 def test_field_returns_the_value_or_none_with_a_problem() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from builder.cli import main
-from builder.errors import InputError
-from builder.keys import (
+from builder.core.errors import InputError
+from builder.trust.keys import (
     PublicKey,
     encrypt_private_key,
     generate_key,

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.debextract import extract_deb
-from builder.errors import BuildError
-from builder.kmod import (
+from builder.build.steps.debextract import extract_deb
+from builder.build.steps.kmod import (
     KernelModules,
     canonical_module_name,
     load_kernel_modules,
@@ -21,8 +20,9 @@ from builder.kmod import (
     read_modinfo,
     resolve_load_order,
 )
-from builder.lockfile import Lock, LockedPackage
-from builder.recipe import DEFAULT_INITRD_MODULES
+from builder.core.errors import BuildError
+from builder.source.lockfile import Lock, LockedPackage
+from builder.source.recipe import DEFAULT_INITRD_MODULES
 
 KVER = "6.1.0-99-amd64"
 

@@ -11,9 +11,9 @@ import pytest
 from archive_factory import FakeDeb, make_deb
 from step_factory import locked, locked_fake
 
-from builder.errors import InputError
-from builder.localrepo import make_local_repo
-from builder.lockfile import LockedPackage
+from builder.build.steps.localrepo import make_local_repo
+from builder.core.errors import InputError
+from builder.source.lockfile import LockedPackage
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,14 @@ from archive_factory import (
     ServedArchive,
 )
 
-from builder.archive import ArchiveIndex, PackageRecord, Release
 from builder.cli import main
-from builder.errors import InputError, ValidationErrors
-from builder.lockfile import load_lock_for, read_lock
-from builder.locking import merge_indexes
-from builder.mirrors import default_mirrors
-from builder.recipe import load_recipe
-from builder.toolset import TOOL_PACKAGES
+from builder.core.errors import InputError, ValidationErrors
+from builder.source.archive import ArchiveIndex, PackageRecord, Release
+from builder.source.lockfile import load_lock_for, read_lock
+from builder.source.make_lock import merge_indexes
+from builder.source.mirrors import default_mirrors
+from builder.source.recipe import load_recipe
+from builder.source.toolset import TOOL_PACKAGES
 
 RecipeFactory = Callable[..., Path]
 PROJECT = Path(__file__).resolve().parent.parent

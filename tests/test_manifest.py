@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder.errors import InputError, ValidationErrors
-from builder.manifest import parse_manifest
+from builder.build.manifest import parse_manifest
+from builder.core.errors import InputError, ValidationErrors
 
 
 def test_every_problem_is_named() -> None:

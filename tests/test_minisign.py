@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import VerificationFailed
-from builder.keys import SigningKey, generate_key
-from builder.minisign import (
+from builder.core.errors import VerificationFailed
+from builder.trust.keys import SigningKey, generate_key
+from builder.trust.minisign import (
     keynum_text,
     parse_public_key_file,
     parse_signature,

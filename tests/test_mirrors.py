@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.mirrors import (
+from builder.core.errors import InputError
+from builder.source.mirrors import (
     MIRROR_ENV,
     choose_mirrors,
     default_mirrors,

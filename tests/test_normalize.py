@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import BuildError
-from builder.normalize import HOSTS, check_no_build_paths, clamp_mtimes, normalize_tree
+from builder.build.steps.normalize import HOSTS, check_no_build_paths, clamp_mtimes, normalize_tree
+from builder.core.errors import BuildError
 
 EPOCH = 1700000000
 OLD = 1500000000

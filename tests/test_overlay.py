@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from step_factory import host_tools_output, make_context
 
-from builder.errors import InputError
-from builder.overlay import (
+from builder.build.steps.base import StepOutput
+from builder.build.steps.overlay import OverlayStep, template_variables
+from builder.build.steps.overlay_files import (
     Escape,
     apply_file_rules,
     apply_overlay,
     overlay_digest,
     resolve_in_tree,
 )
-from builder.recipe import FileRule, Recipe, load_recipe
-from builder.steps.base import StepOutput
-from builder.steps.overlay import OverlayStep, template_variables
-from builder.treedigest import tree_listing
+from builder.core.errors import InputError
+from builder.core.treedigest import tree_listing
+from builder.source.recipe import FileRule, Recipe, load_recipe
 
 EPOCH = 1700000000
 

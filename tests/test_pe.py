@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from image_factory import make_pe
 
-from builder.errors import BuildError
-from builder.pe import normalise_pe, pe_checksum, pe_checksum_bytes, read_pe, read_section
-from builder.tools import faketime_env
+from builder.core.errors import BuildError
+from builder.core.tools import faketime_env
+from builder.formats.pe import normalise_pe, pe_checksum, pe_checksum_bytes, read_pe, read_section
 
 EPOCH = 1_700_000_000
 

@@ -8,11 +8,11 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from builder.lockfile import Lock
-from builder.pipeline import PlannedStep, run_pipeline
-from builder.recipe import Recipe
-from builder.stepcache import StepCache
-from builder.steps.base import BuildContext, Step, StepOutput
+from builder.build.pipeline import PlannedStep, run_pipeline
+from builder.build.stepcache import StepCache
+from builder.build.steps.base import BuildContext, Step, StepOutput
+from builder.source.lockfile import Lock
+from builder.source.recipe import Recipe
 
 EPOCH = 1_700_000_000
 

@@ -13,8 +13,8 @@ import pexpect
 import pytest
 
 from builder.cli import main
-from builder.errors import InputError
-from builder.qemu import OVMF_CODE_SECURE, QemuBoot, qemu_command
+from builder.core.errors import InputError
+from builder.observe.qemu import OVMF_CODE_SECURE, QemuBoot, qemu_command
 
 MARKER = "BOOTHKEY-HELLO: hello from a verified root"
 BOOT_TIMEOUT = 240  # TCG on a busy 2-core CI machine; a boot normally takes 10-20 s

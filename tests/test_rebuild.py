@@ -1,4 +1,4 @@
-"""builder/rebuild.py, builder/compare.py and `build.py rebuild`."""
+"""builder/observe/rebuild.py, builder/observe/compare.py and `build.py rebuild`."""
 
 from __future__ import annotations
 
@@ -16,22 +16,20 @@ import pytest
 from project_factory import make_project, project_manifest
 
 from builder import cli
-from builder import rebuild as rebuild_module
-from builder.bundle import make_bundle
-from builder.canonical import sha256_file
+from builder.build.filelist import file_list_bytes, read_file_list, write_file_list
+from builder.build.manifest import read_manifest, write_manifest
 from builder.commands import rebuild as rebuild_command
-from builder.compare import (
+from builder.core.canonical import sha256_file
+from builder.core.errors import InputError, VerificationFailed
+from builder.observe import rebuild as rebuild_module
+from builder.observe.bundle import make_bundle
+from builder.observe.compare import (
     Comparison,
     compare_file_lists,
     compare_manifests,
-    file_list_bytes,
-    read_file_list,
     step_causes,
-    write_file_list,
 )
-from builder.errors import InputError, VerificationFailed
-from builder.manifest import read_manifest, write_manifest
-from builder.rebuild import RebuildResult, _open_bundle, _prepare, compare_builds
+from builder.observe.rebuild import RebuildResult, _open_bundle, _prepare, compare_builds
 
 PROJECT = Path(__file__).resolve().parent.parent
 STEPS = ("rootfs", "overlay", "rootimage", "verity", "initrd", "uki", "esp", "disk")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from builder.cli import main
-from builder.errors import EXIT_BAD_INPUT, InputError, ValidationErrors
-from builder.recipe import DEFAULT_BOOT_PACKAGES, DEFAULT_KEYRING, load_recipe
+from builder.core.errors import EXIT_BAD_INPUT, InputError, ValidationErrors
+from builder.source.recipe import DEFAULT_BOOT_PACKAGES, DEFAULT_KEYRING, load_recipe
 
 MINIMAL = 'name: mini\nversion: "1"\ndistribution: {suite: bookworm}\npackages: [busybox-static]\n'
 

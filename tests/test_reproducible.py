@@ -34,12 +34,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.compare import compare_file_lists, compare_manifests, read_file_list
-from builder.debcache import DebCache
-from builder.lockfile import read_lock
-from builder.manifest import read_manifest
-from builder.paths import deb_cache_dir, default_cache_dir
-from builder.tools import faketime_env
+from builder.build.filelist import read_file_list
+from builder.build.manifest import read_manifest
+from builder.core.paths import deb_cache_dir, default_cache_dir
+from builder.core.tools import faketime_env
+from builder.observe.compare import compare_file_lists, compare_manifests
+from builder.source.debcache import DebCache
+from builder.source.lockfile import read_lock
 
 PROJECT = Path(__file__).resolve().parent.parent
 BUILD_PY = PROJECT / "build.py"
@@ -149,7 +150,7 @@ def test_environment_variations_give_the_same_image(reference: Path, tmp_path: P
 
 
 def test_a_clock_a_year_ahead_gives_the_same_image(reference: Path, tmp_path: Path) -> None:
-    # libfaketime preloaded through `env` (see builder.tools.faketime_env for why not the
+    # libfaketime preloaded through `env` (see builder.core.tools.faketime_env for why not the
     # faketime wrapper); the whole process tree of the build inherits it.
     year_ahead = ["env", *(f"{k}={v}" for k, v in faketime_env("+1y").items())]
     probe = subprocess.run(

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from builder.archive import PackageRecord
-from builder.errors import ValidationErrors
-from builder.resolver import (
+from builder.core.errors import ValidationErrors
+from builder.source.archive import PackageRecord
+from builder.source.resolver import (
     PackageUniverse,
     Root,
     parse_relations,
@@ -247,7 +247,7 @@ def test_parse_relations_keeps_alternatives_and_drops_other_architectures() -> N
 
 
 def test_parse_provides() -> None:
-    from builder.resolver import parse_provides
+    from builder.source.resolver import parse_provides
 
     assert parse_provides("") == []
     assert parse_provides("a, b (= 1:2.0-1),c(=3)") == [("a", None), ("b", "1:2.0-1"), ("c", "3")]

@@ -17,25 +17,25 @@ import pytest
 from archive_factory import FIXED_EPOCH, FakeDeb, make_deb
 from step_factory import host_tools_output, locked_fake, make_context
 
-from builder import tools
-from builder.archive import ArchiveIndex, load_index
-from builder.debcache import DebCache
-from builder.errors import BuildError
-from builder.fetch import fetch_packages
-from builder.fetcher import RequestsFetcher
-from builder.lockfile import LockedPackage
-from builder.mirrors import default_mirrors
-from builder.recipe import DEFAULT_KEYRING, Recipe, load_recipe
-from builder.resolver import PackageUniverse, Root, resolve
-from builder.steps.base import BuildContext, StepOutput
-from builder.steps.overlay import OverlayStep
-from builder.steps.rootfs import (
+from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.steps.overlay import OverlayStep
+from builder.build.steps.rootfs import (
     RootfsStep,
     check_merged_usr,
     compare_with_lock,
     installed_packages,
 )
-from builder.treedigest import tree_digest, tree_listing
+from builder.core import tools
+from builder.core.errors import BuildError
+from builder.core.treedigest import tree_digest, tree_listing
+from builder.source.archive import ArchiveIndex, load_index
+from builder.source.debcache import DebCache
+from builder.source.fetch import fetch_packages
+from builder.source.http import RequestsFetcher
+from builder.source.lockfile import LockedPackage
+from builder.source.mirrors import default_mirrors
+from builder.source.recipe import DEFAULT_KEYRING, Recipe, load_recipe
+from builder.source.resolver import PackageUniverse, Root, resolve
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap --mode=root needs root")
 

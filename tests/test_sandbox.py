@@ -1,4 +1,4 @@
-"""builder/sandbox.py, builder/sandbox_init.py and builder/userns.py.
+"""builder/core/sandbox.py, builder/core/sandbox_init.py and builder/core/userns.py.
 
 The host's own / serves as the tools tree (it has usr/ and etc/), so no Debian
 archive is needed. The rootless test runs only if BOOTHKEY_TEST_USER names a user
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError, ToolError
-from builder.sandbox import INIT_SCRIPT, Sandbox
-from builder.sandbox_init import identity_map
-from builder.tools import BASE_ENV
-from builder.userns import SubordinateRange, enter_user_namespace, subordinate_range
+from builder.core.errors import InputError, ToolError
+from builder.core.sandbox import INIT_SCRIPT, Sandbox
+from builder.core.sandbox_init import identity_map
+from builder.core.tools import BASE_ENV
+from builder.core.userns import SubordinateRange, enter_user_namespace, subordinate_range
 
 PROJECT = Path(__file__).resolve().parent.parent
 HOST_TREE = Path("/")
@@ -306,8 +306,8 @@ def test_user() -> Iterator[pwd.struct_passwd]:
 ROOTLESS_SCRIPT = """
 import json, os, sys
 from pathlib import Path
-from builder.sandbox import INIT_SCRIPT, Sandbox
-from builder.userns import enter_user_namespace, in_user_namespace
+from builder.core.sandbox import INIT_SCRIPT, Sandbox
+from builder.core.userns import enter_user_namespace, in_user_namespace
 
 work = Path(sys.argv[1])
 enter_user_namespace()

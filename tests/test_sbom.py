@@ -18,8 +18,7 @@ from sbom_factory import (
     validate_spdx,
 )
 
-from builder.canonical import pretty_json, sha256_file
-from builder.copyright import (
+from builder.build.copyright import (
     DEBIAN_TO_SPDX,
     NOASSERTION,
     PackageLicence,
@@ -28,9 +27,10 @@ from builder.copyright import (
     package_licences,
     read_doc_entry,
 )
-from builder.lockfile import LockedPackage
-from builder.manifest import read_manifest
-from builder.sbom import make_sbom, purl
+from builder.build.manifest import read_manifest
+from builder.build.sbom import make_sbom, purl
+from builder.core.canonical import pretty_json, sha256_file
+from builder.source.lockfile import LockedPackage
 
 
 @pytest.fixture(scope="module")

@@ -16,24 +16,24 @@ import pytest
 from image_factory import make_pe, write_pe
 from step_factory import host_tools, host_tools_output
 
-from builder.build import BuildResult, build_image
-from builder.canonical import pretty_json
-from builder.errors import BuildError, InputError
-from builder.esp_read import extract_esp_file
-from builder.gpt import read_primary_gpt
-from builder.paths import default_cache_dir
-from builder.pe import SECURITY_DIRECTORY, parse_pe_headers
-from builder.qemu import QemuBoot
-from builder.recipe import SecureBootOptions, load_recipe
-from builder.secureboot import (
+from builder.build.image import BuildResult, build_image
+from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.steps.sbsign import SbsignStep, published_signature, write_plain_key
+from builder.build.steps.secureboot import (
     attach_signature,
     certificate_table,
     parse_certificate_table,
     sbsign,
     sbverify,
 )
-from builder.steps.base import BuildContext, StepOutput
-from builder.steps.sbsign import SbsignStep, published_signature, write_plain_key
+from builder.core.canonical import pretty_json
+from builder.core.errors import BuildError, InputError
+from builder.core.paths import default_cache_dir
+from builder.formats.fat_read import extract_esp_file
+from builder.formats.gpt import read_primary_gpt
+from builder.formats.pe import SECURITY_DIRECTORY, parse_pe_headers
+from builder.observe.qemu import QemuBoot
+from builder.source.recipe import SecureBootOptions, load_recipe
 
 SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
 SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")

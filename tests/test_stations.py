@@ -1,4 +1,4 @@
-"""Per-station data partitions and images from one software image (builder/stations.py)."""
+"""Per-station data partitions and images from one software image (builder/station/stations.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from image_factory import BuiltImage, make_image
 
-from builder.canonical import sha256_file
-from builder.election import MAGIC, Station, envelope_from_partition
-from builder.errors import InputError, VerificationFailed
-from builder.gpt import read_gpt
-from builder.stations import make_stations, open_software_image, write_data_partition
+from builder.core.canonical import sha256_file
+from builder.core.errors import InputError, VerificationFailed
+from builder.formats.gpt import read_gpt
+from builder.station.election import MAGIC, Station, envelope_from_partition
+from builder.station.stations import make_stations, open_software_image, write_data_partition
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import example_definition, example_envelope, signing_key

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from builder.stepcache import StepCache
+from builder.build.stepcache import StepCache
 
 STEP_ID = "ab" + "0" * 62
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from builder.canonical import pretty_json, sha256_json
-from builder.errors import BuildError
-from builder.stepcache import StepCache
+from builder.build.stepcache import StepCache
+from builder.core.canonical import pretty_json, sha256_json
+from builder.core.errors import BuildError
 
 PROJECT = Path(__file__).resolve().parent.parent
 STEP_ID = "ab" + "0" * 62

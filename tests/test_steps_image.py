@@ -14,18 +14,31 @@ import pytest
 from image_factory import make_pe
 from step_factory import host_tools, host_tools_output
 
-from builder.canonical import sha256_file
-from builder.errors import BuildError, InputError
-from builder.gpt import (
+from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.steps.disk import DiskStep
+from builder.build.steps.esp import FAT32_MIN_MIB, EspStep, esp_size_mib, make_esp
+from builder.build.steps.rootimage import RootImageStep, make_squashfs
+from builder.build.steps.uki import (
+    UkiStep,
+    assemble_uki,
+    kernel_command_line,
+    kernel_package,
+    os_release,
+)
+from builder.build.steps.verity import VerityStep
+from builder.core.canonical import sha256_file
+from builder.core.errors import BuildError, InputError
+from builder.core.tools import run_tool
+from builder.formats.gpt import (
     ESP_TYPE,
     LINUX_DATA_TYPE,
     ROOT_X86_64_TYPE,
     ROOT_X86_64_VERITY_TYPE,
     read_gpt,
 )
-from builder.lockfile import ArchiveInfo, Lock, LockedPackage
-from builder.pe import read_pe, read_section
-from builder.recipe import (
+from builder.formats.pe import read_pe, read_section
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.recipe import (
     DEFAULT_KEYRING,
     BootOptions,
     DataPartition,
@@ -33,19 +46,6 @@ from builder.recipe import (
     Recipe,
     RootfsOptions,
 )
-from builder.steps.base import BuildContext, StepOutput
-from builder.steps.disk import DiskStep
-from builder.steps.esp import FAT32_MIN_MIB, EspStep, esp_size_mib, make_esp
-from builder.steps.rootimage import RootImageStep, make_squashfs
-from builder.steps.uki import (
-    UkiStep,
-    assemble_uki,
-    kernel_command_line,
-    kernel_package,
-    os_release,
-)
-from builder.steps.verity import VerityStep
-from builder.tools import run_tool
 
 EPOCH = 1_700_000_000
 MIB = 1024 * 1024

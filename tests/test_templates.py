@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import EXIT_BAD_INPUT, InputError
-from builder.overlay import apply_overlay
+from builder.build.steps.overlay_files import apply_overlay
+from builder.core.errors import EXIT_BAD_INPUT, InputError
 
 LABEL = "overlays/demo"
 

@@ -15,13 +15,13 @@ import pytest
 from archive_factory import FakeDeb, make_deb
 from step_factory import locked_fake, make_context
 
-from builder.errors import BuildError, ToolError
-from builder.lockfile import LockedPackage
-from builder.recipe import Recipe
-from builder.sandbox import Sandbox
-from builder.steps.base import BuildContext
-from builder.steps.tools import ToolsStep
-from builder.treedigest import tree_listing
+from builder.build.steps.base import BuildContext
+from builder.build.steps.tools import ToolsStep
+from builder.core.errors import BuildError, ToolError
+from builder.core.sandbox import Sandbox
+from builder.core.treedigest import tree_listing
+from builder.source.lockfile import LockedPackage
+from builder.source.recipe import Recipe
 
 PASSWD = b"root:*:0:0:root:/root:/bin/sh\n"
 GROUP = b"root:*:0:\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.treedigest import tree_digest, tree_listing
+from builder.core.treedigest import tree_digest, tree_listing
 
 
 def make(root: Path) -> Path:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from user_files import CHECKOUT, changes, seed_debs, snapshot, user_cache_dirs
 
-from builder.debcache import DebCache
-from builder.lockfile import read_lock
-from builder.paths import deb_cache_dir, default_cache_dir
+from builder.core.paths import deb_cache_dir, default_cache_dir
+from builder.source.debcache import DebCache
+from builder.source.lockfile import read_lock
 
-PRINT_CACHE = "from builder.paths import default_cache_dir; print(default_cache_dir())"
+PRINT_CACHE = "from builder.core.paths import default_cache_dir; print(default_cache_dir())"
 
 
 def test_boothkey_uses_the_sessions_cache_here_and_in_subprocesses(

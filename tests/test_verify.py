@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from image_factory import BuiltImage, copy_image, make_image
 
+from builder.build.manifest import read_manifest
 from builder.cli import main
 from builder.commands.sign import sign_manifest
 from builder.commands.verify import verify_files
-from builder.errors import InputError
-from builder.keys import SigningKey, generate_key, public_key_bytes
-from builder.manifest import read_manifest
-from builder.minisign import public_key_file
-from builder.verify import ImageMeasurement, VerifyReport, check_image_digest
+from builder.core.errors import InputError
+from builder.observe.verify import ImageMeasurement, VerifyReport, check_image_digest
+from builder.trust.keys import SigningKey, generate_key, public_key_bytes
+from builder.trust.minisign import public_key_file
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.verity_tree import BLOCK_SIZE, VeritySuperblock, compute_tree, parse_superblock
+from builder.formats.verity_tree import BLOCK_SIZE, VeritySuperblock, compute_tree, parse_superblock
 
 SALT = bytes.fromhex("5a" * 32)
 UUID = "6e1f5a7c-0000-4000-8000-0000000000aa"

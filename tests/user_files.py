@@ -19,9 +19,9 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from builder.debcache import DebCache
-from builder.lockfile import read_lock
-from builder.paths import deb_cache_dir
+from builder.core.paths import deb_cache_dir
+from builder.source.debcache import DebCache
+from builder.source.lockfile import read_lock
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 

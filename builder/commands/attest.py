@@ -14,19 +14,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..attest import (
+from builder.build.manifest import read_manifest
+from builder.commands.options import add_signing_key
+from builder.commands.sign import resolve_key_path
+from builder.core.canonical import sha256_file
+from builder.core.errors import InputError, VerificationFailed
+from builder.core.fsutil import write_atomic
+from builder.observe.attest import (
     RESULTS,
     rebuild_statement,
     sign_rebuild_statement,
     statement_file_name,
 )
-from ..canonical import sha256_file
-from ..errors import InputError, VerificationFailed
-from ..fsutil import write_atomic
-from ..keys import SigningKey, load_private_key, read_passphrase
-from ..manifest import read_manifest
-from .options import add_signing_key
-from .sign import resolve_key_path
+from builder.trust.keys import SigningKey, load_private_key, read_passphrase
 
 
 def add_parser(subparsers: Any) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..qemu import QemuBoot
+from builder.observe.qemu import QemuBoot
 
 
 def add_parser(subparsers: Any) -> None:

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..build import build_image
-from ..recipe import load_recipe
-from ..steps.sbsign import published_signature
-from ..userns import enter_user_namespace
-from .options import add_cache_dir, add_out_dir, cache_dir
+from builder.build.image import build_image
+from builder.build.steps.sbsign import published_signature
+from builder.commands.options import add_cache_dir, add_out_dir, cache_dir
+from builder.core.userns import enter_user_namespace
+from builder.source.recipe import load_recipe
 
 
 def add_parser(subparsers: Any) -> None:

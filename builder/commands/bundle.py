@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bundle import make_bundle, record_bundle
-from ..debcache import DebCache
-from ..lockfile import load_lock_for
-from ..paths import deb_cache_dir
-from ..progress import format_size
-from ..recipe import load_recipe
-from .options import add_cache_dir, add_out_dir, cache_dir
+from builder.commands.options import add_cache_dir, add_out_dir, cache_dir
+from builder.core.paths import deb_cache_dir
+from builder.core.progress import format_size
+from builder.observe.bundle import make_bundle, record_bundle
+from builder.source.debcache import DebCache
+from builder.source.lockfile import load_lock_for
+from builder.source.recipe import load_recipe
 
 
 def add_parser(subparsers: Any) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..paths import step_cache_dir
-from ..stepcache import StepCache
-from ..userns import enter_user_namespace
-from .options import add_cache_dir, cache_dir
+from builder.build.stepcache import StepCache
+from builder.commands.options import add_cache_dir, cache_dir
+from builder.core.paths import step_cache_dir
+from builder.core.userns import enter_user_namespace
 
 
 def add_parser(subparsers: Any) -> None:

@@ -22,7 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..election import (
+from builder.build.manifest import read_manifest
+from builder.commands.sign import resolve_key_path
+from builder.core.errors import InputError, ValidationErrors
+from builder.core.fsutil import write_atomic
+from builder.station.election import (
     ElectionDefinition,
     envelope_bytes,
     load_election,
@@ -32,12 +36,8 @@ from ..election import (
     station_payload,
     verify_election_envelope,
 )
-from ..errors import InputError, ValidationErrors
-from ..fingerprint import election_fingerprint, read_station_data
-from ..fsutil import write_atomic
-from ..keys import SigningKey, load_private_key, load_trusted_keys, read_passphrase
-from ..manifest import read_manifest
-from ..stations import (
+from builder.station.fingerprint import election_fingerprint, read_station_data
+from builder.station.stations import (
     MIB,
     SoftwareImage,
     data_partition_of,
@@ -45,7 +45,7 @@ from ..stations import (
     open_software_image,
     write_data_partition,
 )
-from .sign import resolve_key_path
+from builder.trust.keys import SigningKey, load_private_key, load_trusted_keys, read_passphrase
 
 
 def add_parser(subparsers: Any) -> None:

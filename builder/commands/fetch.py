@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..debcache import DebCache
-from ..fetch import DEFAULT_JOBS, fetch_packages
-from ..fetcher import RequestsFetcher
-from ..lockfile import load_lock_for
-from ..mirrors import mirrors_by_suite
-from ..paths import deb_cache_dir
-from ..progress import Progress, format_size
-from ..recipe import load_recipe
-from .options import add_cache_dir, add_mirror, cache_dir
+from builder.commands.options import add_cache_dir, add_mirror, cache_dir
+from builder.core.paths import deb_cache_dir
+from builder.core.progress import Progress, format_size
+from builder.source.debcache import DebCache
+from builder.source.fetch import DEFAULT_JOBS, fetch_packages
+from builder.source.http import RequestsFetcher
+from builder.source.lockfile import load_lock_for
+from builder.source.mirrors import mirrors_by_suite
+from builder.source.recipe import load_recipe
 
 
 def add_parser(subparsers: Any) -> None:

@@ -11,15 +11,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..canonical import pretty_json
-from ..errors import InputError
-from ..fingerprint import (
+from builder.build.manifest import read_manifest
+from builder.core.canonical import pretty_json
+from builder.core.errors import InputError
+from builder.station.fingerprint import (
     StationData,
     read_station_data,
     root_hash_from_image,
     software_fingerprint,
 )
-from ..manifest import read_manifest
 
 
 def add_parser(subparsers: Any) -> None:

@@ -1,7 +1,7 @@
 """`build.py flash IMAGE TARGET...`: write an image to USB keys and read each one back.
 
 Before anything is written: the image must match its manifest (size and
-sha256), and every target must pass the safety checks of `builder.devices`
+sha256), and every target must pass the safety checks of `builder.station.devices`
 (not mounted, not the system disk, not read-only, large enough); one refused
 target refuses the whole run, unless `--force`. Then all targets are written
 in parallel and, unless `--no-verify`, read back over exactly the image's
@@ -23,16 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..devices import HostView, Target, inspect_target, refusal_reasons
-from ..errors import (
+from builder.build.manifest import read_manifest
+from builder.core.errors import (
     EXIT_BUILD_FAILED,
     EXIT_OK,
     EXIT_VERIFICATION_FAILED,
     InputError,
     ValidationErrors,
 )
-from ..flash import DeviceResult, FlashHooks, ImageFacts, check_image, flash_targets
-from ..manifest import read_manifest
+from builder.station.devices import HostView, Target, inspect_target, refusal_reasons
+from builder.station.flash import DeviceResult, FlashHooks, ImageFacts, check_image, flash_targets
 
 _REDRAW_SECONDS = 0.2
 _MEASURED_PHASES = ("writing", "verifying")

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..fsutil import write_atomic
-from ..keys import (
+from builder.core.errors import InputError
+from builder.core.fsutil import write_atomic
+from builder.trust.keys import (
     check_key_name,
     default_private_dir,
     encrypt_private_key,
@@ -23,7 +23,7 @@ from ..keys import (
     public_key_bytes,
     read_passphrase,
 )
-from ..minisign import keynum_text, public_key_file
+from builder.trust.minisign import keynum_text, public_key_file
 
 
 def add_parser(subparsers: Any) -> None:

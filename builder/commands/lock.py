@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from ..fetcher import RequestsFetcher, describe_url
-from ..lockfile import write_lock
-from ..locking import lock_recipe, shown_path
-from ..mirrors import mirrors_by_suite
-from ..progress import format_size
-from ..recipe import load_recipe
-from .options import add_mirror
+from builder.commands.options import add_mirror
+from builder.core.progress import format_size
+from builder.source.http import RequestsFetcher, describe_url
+from builder.source.lockfile import write_lock
+from builder.source.make_lock import lock_recipe, shown_path
+from builder.source.mirrors import mirrors_by_suite
+from builder.source.recipe import load_recipe
 
 
 def add_parser(subparsers: Any) -> None:

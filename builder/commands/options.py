@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..mirrors import MIRROR_ENV
-from ..paths import default_cache_dir
+from builder.core.paths import default_cache_dir
+from builder.source.mirrors import MIRROR_ENV
 
 _CACHE_DEFAULT = "default: $BOOTHKEY_CACHE, else ~/.cache/boothkey"
 

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK, EXIT_VERIFICATION_FAILED
-from ..manifest import read_manifest
-from ..rebuild import rebuild_and_compare
-from ..userns import enter_user_namespace
-from .options import add_mirror
+from builder.build.manifest import read_manifest
+from builder.commands.options import add_mirror
+from builder.core.errors import EXIT_OK, EXIT_VERIFICATION_FAILED
+from builder.core.userns import enter_user_namespace
+from builder.observe.rebuild import rebuild_and_compare
 
 
 def add_parser(subparsers: Any) -> None:

@@ -18,14 +18,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..canonical import CHUNK_SIZE, sha256_file
-from ..dsse import image_statement, new_envelope, parse_envelope
-from ..errors import InputError, VerificationFailed
-from ..fsutil import write_atomic
-from ..keys import SigningKey, default_private_dir, load_private_key, read_passphrase
-from ..manifest import Manifest, read_manifest
-from ..minisign import sign_digest
-from .options import add_signing_key
+from builder.build.manifest import Manifest, read_manifest
+from builder.commands.options import add_signing_key
+from builder.core.canonical import CHUNK_SIZE, sha256_file
+from builder.core.errors import InputError, VerificationFailed
+from builder.core.fsutil import write_atomic
+from builder.trust.dsse import image_statement, new_envelope, parse_envelope
+from builder.trust.keys import SigningKey, default_private_dir, load_private_key, read_passphrase
+from builder.trust.minisign import sign_digest
 
 
 def add_parser(subparsers: Any) -> None:

@@ -2,10 +2,10 @@
 [--observer-keys DIR --observers K [--observer-statements DIR]]`.
 
 Reads the image (a file, or a block device over the manifest's image size
-only), measures it, and lets `builder.verify` judge: image digest, envelope
+only), measures it, and lets `builder.observe.verify` judge: image digest, envelope
 signatures, GPT partitions, and the root partition's hash tree against the
 root hash on the UKI's command line; with --observers, also that K trusted
-observers signed "I rebuilt it and got the same image" (`builder.attest`). Exit 0 when everything passed, 3 when a
+observers signed "I rebuilt it and got the same image" (`builder.observe.attest`). Exit 0 when everything passed, 3 when a
 check failed, 2 for bad input.
 """
 
@@ -21,15 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..attest import check_observer_threshold, check_observers, read_rebuild_statements
-from ..canonical import sha256_bytes
-from ..dsse import parse_envelope
-from ..errors import InputError, VerificationFailed
-from ..esp_read import cmdline_params, extract_esp_file, read_range, uki_cmdline
-from ..gpt import GptTable, read_primary_gpt
-from ..keys import load_trusted_keys
-from ..manifest import Manifest, check_layout, read_manifest
-from ..verify import (
+from builder.build.manifest import Manifest, check_layout, read_manifest
+from builder.core.canonical import sha256_bytes
+from builder.core.errors import InputError, VerificationFailed
+from builder.formats.fat_read import cmdline_params, extract_esp_file, read_range, uki_cmdline
+from builder.formats.gpt import GptTable, read_primary_gpt
+from builder.formats.verity_tree import BLOCK_SIZE, compute_tree, parse_superblock
+from builder.observe.attest import (
+    check_observer_threshold,
+    check_observers,
+    read_rebuild_statements,
+)
+from builder.observe.verify import (
     DATA_PARTITION,
     BootMeasurement,
     ImageMeasurement,
@@ -40,7 +43,8 @@ from ..verify import (
     check_signatures,
     check_threshold,
 )
-from ..verity_tree import BLOCK_SIZE, compute_tree, parse_superblock
+from builder.trust.dsse import parse_envelope
+from builder.trust.keys import load_trusted_keys
 
 _CHUNK = 8 << 20
 

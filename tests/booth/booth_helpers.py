@@ -19,9 +19,8 @@ from typing import Any
 
 import pexpect
 
-from builder.canonical import canonical_json
-from builder.dsse import new_envelope
-from builder.election import (
+from builder.core.canonical import canonical_json
+from builder.station.election import (
     PAYLOAD_TYPE,
     ElectionDefinition,
     envelope_bytes,
@@ -29,7 +28,8 @@ from builder.election import (
     sign_payload,
     station_payload,
 )
-from builder.keys import SigningKey, load_private_key
+from builder.trust.dsse import new_envelope
+from builder.trust.keys import SigningKey, load_private_key
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTH_LIB = REPO / "overlays" / "booth" / "usr" / "lib" / "booth"
@@ -142,7 +142,7 @@ def altered_envelope(envelope: bytes) -> bytes:
 
 def data_partition(path: Path, envelope: bytes | None, size: int = MIB) -> Path:
     """A data partition file (all zeros when `envelope` is None)."""
-    from builder.stations import write_data_partition
+    from builder.station.stations import write_data_partition
 
     if envelope is None:
         with open(path, "wb") as stream:

@@ -24,7 +24,7 @@ from booth_helpers import (
     spawn_booth,
 )
 
-from builder.fingerprint import election_fingerprint, software_fingerprint
+from builder.station.fingerprint import election_fingerprint, software_fingerprint
 
 
 def _payload(envelope: bytes) -> bytes:

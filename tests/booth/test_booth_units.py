@@ -23,9 +23,9 @@ from booth_helpers import (
     example_payload,
 )
 
-from builder import election as builder_election
-from builder import fingerprint as builder_fingerprint
-from builder.canonical import canonical_json
+from builder.core.canonical import canonical_json
+from builder.station import election as builder_election
+from builder.station import fingerprint as builder_fingerprint
 
 ballot = booth_module("ballot")
 datapart = booth_module("datapart")
@@ -247,7 +247,7 @@ def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
 _DELETE = object()
 
 # Changes to a payload signed without the builder's checks; the booth and
-# `election verify` (builder.election.payload_problems) must judge each the same.
+# `election verify` (builder.station.election.payload_problems) must judge each the same.
 PAYLOAD_CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
     "none": lambda p: None,
     "election id with a newline": _set("election.id", "gr2030\n"),
@@ -290,7 +290,7 @@ def test_booth_and_election_verify_judge_payloads_alike(change: str) -> None:
 
 
 def _freeze(value: object) -> object:
-    # The recipe hands templates read-only mappings and tuples (builder.recipe._freeze).
+    # The recipe hands templates read-only mappings and tuples (builder.source.recipe._freeze).
     from types import MappingProxyType
 
     if isinstance(value, dict):
@@ -302,7 +302,7 @@ def _freeze(value: object) -> object:
 
 @pytest.mark.parametrize("with_keys", [False, True])
 def test_booth_overlay_renders_and_its_key_list_is_read(tmp_path: Path, with_keys: bool) -> None:
-    from builder.overlay import apply_overlay
+    from builder.build.steps.overlay_files import apply_overlay
 
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -1,0 +1,213 @@
+"""The build manifest: canonical JSON describing exactly what was built and from what.
+
+Written by `build`, read by `sign`, `verify`, `flash`, `rebuild`. The raw JSON
+is kept (`Manifest.raw`) because signatures cover its exact canonical bytes.
+`parse_manifest` checks every field's type (and that no number is negative);
+`check_layout` checks, before anything is measured against it, that the image
+and partition table it describes could exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.core.canonical import canonical_json
+from builder.core.errors import InputError, ValidationErrors
+from builder.core.fsutil import write_atomic
+from builder.core.jsonfields import FieldReader, read_json_file
+
+MANIFEST_FORMAT = 1
+# \Z, not $: `$` also matches before a final newline.
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_GUID = re.compile(r"^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\Z")
+SECTOR_SIZE = 512
+# A GPT disk: the protective MBR, the header and 32 sectors of entries before the first
+# partition; the backup entries and header (33 sectors) after the last.
+_GPT_HEAD = 34 * SECTOR_SIZE
+_GPT_TAIL = 33 * SECTOR_SIZE
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    file: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    name: str
+    type: str
+    uuid: str
+    offset: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class VerityInfo:
+    root_hash: str
+    salt: str
+    data_blocks: int
+    data_block_size: int
+    hash_block_size: int
+    hash_algorithm: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    image: ImageInfo
+    partitions: tuple[PartitionInfo, ...]
+    uki_sha256: str
+    cmdline: str
+    verity: VerityInfo
+    source_date_epoch: int
+    raw: dict[str, Any]
+
+    def partition(self, name: str) -> PartitionInfo:
+        for part in self.partitions:
+            if part.name == name:
+                return part
+        raise InputError(f"manifest of {self.name}: no partition named {name!r}")
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.raw)
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    parse_manifest(manifest, str(path))  # never write what we could not read back
+    write_atomic(path, canonical_json(manifest) + b"\n")
+
+
+def read_manifest(path: Path) -> Manifest:
+    return parse_manifest(read_json_file(path, "manifest"), str(path))
+
+
+def parse_manifest(raw: Any, shown: str) -> Manifest:
+    reader = FieldReader(shown)
+    get = reader.field_or_empty
+
+    def digest(container: Any, key: str, where: str) -> str:
+        value = get(container, key, str, where)
+        if value and not _HEX64.match(value):
+            reader.error(where, "not a sha256 hex digest")
+        return value
+
+    def count(container: Any, key: str, where: str) -> int:
+        value = get(container, key, int, where)
+        if value < 0:
+            reader.error(where, f"{value} is negative")
+        return value
+
+    if not isinstance(raw, dict):
+        raise InputError(f"{shown}: a manifest is a JSON object")
+    if raw.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{shown}: manifest format {raw.get('format')!r} is not {MANIFEST_FORMAT}")
+    image_raw = get(raw, "image", dict, "image")
+    image = ImageInfo(
+        file=get(image_raw, "file", str, "image.file"),
+        size=count(image_raw, "size", "image.size"),
+        sha256=digest(image_raw, "sha256", "image.sha256"),
+    )
+    if "/" in image.file or image.file in {"", ".", ".."}:
+        reader.error("image.file", f"{image.file!r} must be a plain file name")
+    partitions = []
+    for index, part in enumerate(get(raw, "partitions", list, "partitions")):
+        where = f"partitions[{index}]"
+        partitions.append(
+            PartitionInfo(
+                name=get(part, "name", str, f"{where}.name"),
+                type=get(part, "type", str, f"{where}.type"),
+                uuid=get(part, "uuid", str, f"{where}.uuid"),
+                offset=count(part, "offset", f"{where}.offset"),
+                size=count(part, "size", f"{where}.size"),
+                sha256=digest(part, "sha256", f"{where}.sha256"),
+            )
+        )
+    uki = get(raw, "uki", dict, "uki")
+    verity_raw = get(raw, "verity", dict, "verity")
+    verity = VerityInfo(
+        root_hash=digest(verity_raw, "root_hash", "verity.root_hash"),
+        salt=get(verity_raw, "salt", str, "verity.salt"),
+        data_blocks=count(verity_raw, "data_blocks", "verity.data_blocks"),
+        data_block_size=count(verity_raw, "data_block_size", "verity.data_block_size"),
+        hash_block_size=count(verity_raw, "hash_block_size", "verity.hash_block_size"),
+        hash_algorithm=get(verity_raw, "hash_algorithm", str, "verity.hash_algorithm"),
+    )
+    manifest = Manifest(
+        name=get(raw, "name", str, "name"),
+        version=get(raw, "version", str, "version"),
+        image=image,
+        partitions=tuple(partitions),
+        uki_sha256=digest(uki, "sha256", "uki.sha256"),
+        cmdline=get(uki, "cmdline", str, "uki.cmdline"),
+        verity=verity,
+        source_date_epoch=count(raw, "source_date_epoch", "source_date_epoch"),
+        raw=raw,
+    )
+    if reader.problems:
+        raise ValidationErrors(reader.problems)
+    return manifest
+
+
+def layout_problems(manifest: Manifest, shown: str) -> list[str]:
+    """Why the image and partition table `manifest` describes cannot exist ([] if they
+    can): an image that is not a whole number of sectors with room for a GPT, or a
+    partition that is empty, not on sector boundaries, outside the space between the
+    GPT's two copies, overlapping another, listed twice, or without GUIDs."""
+    reader = FieldReader(shown)
+    size = manifest.image.size
+    usable_end = size - _GPT_TAIL
+    if size % SECTOR_SIZE or usable_end <= _GPT_HEAD:
+        reader.error(
+            "image.size",
+            f"{size} bytes is not a GPT disk image (whole {SECTOR_SIZE}-byte sectors, "
+            f"more than {_GPT_HEAD + _GPT_TAIL} bytes)",
+        )
+    if not manifest.partitions:
+        reader.error("partitions", "none listed")
+    names: set[str] = set()
+    placed: list[tuple[int, int, int]] = []
+    for index, part in enumerate(manifest.partitions):
+        where = f"partitions[{index}]"
+        if part.name in names:
+            reader.error(f"{where}.name", f"{part.name!r} is listed twice")
+        names.add(part.name)
+        for key, value in (("type", part.type), ("uuid", part.uuid)):
+            if not _GUID.match(value):
+                reader.error(f"{where}.{key}", f"{value!r} is not a GUID")
+        if part.size <= 0:
+            reader.error(f"{where}.size", f"{part.size} bytes: a partition cannot be empty")
+            continue
+        if part.offset % SECTOR_SIZE or part.size % SECTOR_SIZE:
+            reader.error(f"{where}.offset", f"not whole {SECTOR_SIZE}-byte sectors")
+            continue
+        end = part.offset + part.size
+        if part.offset < _GPT_HEAD or end > usable_end:
+            reader.error(
+                where,
+                f"bytes {part.offset}..{end} are not inside the image's usable space "
+                f"{_GPT_HEAD}..{usable_end}",
+            )
+            continue
+        placed.append((part.offset, end, index))
+    reach, reaching = 0, -1  # the furthest end so far, and whose it is
+    for start, end, index in sorted(placed):
+        if start < reach:
+            first, second = sorted((reaching, index))
+            reader.error(f"partitions[{second}]", f"overlaps partitions[{first}]")
+        if end > reach:
+            reach, reaching = end, index
+    return reader.problems
+
+
+def check_layout(manifest: Manifest, shown: str) -> None:
+    """`ValidationErrors` listing every `layout_problems`, else nothing."""
+    problems = layout_problems(manifest, shown)
+    if problems:
+        raise ValidationErrors(problems)

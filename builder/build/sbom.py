@@ -1,0 +1,174 @@
+"""SPDX 2.3 JSON software bill of materials for a built image.
+
+The document describes the image (its file name, size and sha256) and every
+locked Debian package: name, version, architecture, the .deb's sha256, its
+pool path, a package URL, and the licence its DEP-5 copyright file declares.
+The image CONTAINS every package; each package's comment says whether it is
+installed in the root filesystem ("rootfs") or only extracted into the UKI
+and initrd ("boot").
+
+It is a pure function of the manifest data, the lock and the licences: the
+namespace is derived from the image digest, the creation time is
+SOURCE_DATE_EPOCH, so two builds of the same image give identical bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from builder import __version__
+from builder.build.copyright import NOASSERTION, PackageLicence
+from builder.source.lockfile import Lock, LockedPackage
+
+SPDX_VERSION = "SPDX-2.3"
+NAMESPACE_BASE = "https://spdx.org/spdxdocs/"
+IMAGE_SPDXID = "SPDXRef-Image"
+_SET_MEANING = {
+    "rootfs": "installed in the root filesystem",
+    "boot": "files extracted into the UKI or initrd",
+}
+
+
+def iso_time(epoch: int) -> str:
+    """SPDX's creation-time format (UTC, seconds) for a Unix time."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def purl(pkg: LockedPackage) -> str:
+    """The package URL of a Debian binary package: pkg:deb/debian/NAME@VERSION?arch=ARCH."""
+    # Percent-encoded as the purl reference library does: "+" becomes %2B, ":" stays.
+    return (
+        f"pkg:deb/debian/{quote(pkg.name, safe='.-_~:')}@{quote(pkg.version, safe='.-_~:')}"
+        f"?arch={quote(pkg.architecture, safe='')}"
+    )
+
+
+def package_spdxid(pkg: LockedPackage) -> str:
+    # SPDX ids allow letters, digits, "." and "-"; Debian names also use "+".
+    safe = re.sub(r"[^A-Za-z0-9.-]", "-", f"{pkg.name}-{pkg.architecture}")
+    return f"SPDXRef-deb-{safe}"
+
+
+def _package_entry(pkg: LockedPackage, licence: PackageLicence | None) -> dict[str, Any]:
+    sets = ", ".join(f"{name} ({_SET_MEANING.get(name, name)})" for name in pkg.sets)
+    origin = f" from suite {pkg.suite}" if pkg.suite else ""
+    comment = f"Debian package{origin}; boothkey sets: {sets or 'none'}."
+    if licence is not None:
+        comment += f" Licence from: {licence.origin}."
+        if licence.debian:
+            comment += f" Declared as: {licence.debian}."
+    return {
+        "SPDXID": package_spdxid(pkg),
+        "name": pkg.name,
+        "versionInfo": pkg.version,
+        "packageFileName": pkg.filename,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": False,
+        "checksums": [{"algorithm": "SHA256", "checksumValue": pkg.sha256}],
+        "supplier": "Organization: Debian",
+        "externalRefs": [
+            {
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": purl(pkg),
+            }
+        ],
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": licence.spdx if licence is not None else NOASSERTION,
+        "copyrightText": NOASSERTION,
+        "comment": comment,
+    }
+
+
+def _extracted_licences(
+    packages: tuple[LockedPackage, ...], licences: Mapping[str, PackageLicence]
+) -> list[dict[str, Any]]:
+    users: dict[str, list[str]] = {}
+    for pkg in packages:
+        licence = licences.get(pkg.name)
+        for ref in licence.refs if licence is not None else ():
+            users.setdefault(ref, []).append(pkg.name)
+    return [
+        {
+            "licenseId": ref,
+            "name": ref.removeprefix("LicenseRef-"),
+            "extractedText": (
+                "A licence named in Debian machine-readable copyright files with no clear "
+                "SPDX identifier; its text is in /usr/share/doc/PACKAGE/copyright of: "
+                + ", ".join(sorted(set(names)))
+            ),
+        }
+        for ref, names in sorted(users.items())
+    ]
+
+
+def make_sbom(
+    manifest: Mapping[str, Any], lock: Lock, licences: Mapping[str, PackageLicence]
+) -> dict[str, Any]:
+    """The SPDX 2.3 document (a JSON-able dict) for the image `manifest` describes.
+
+    `manifest` is the build's manifest data (its own digest is not needed);
+    `licences` maps package names to their declared licences, and a package
+    missing from it is NOASSERTION.
+    """
+    name, version = str(manifest["name"]), str(manifest["version"])
+    image = manifest["image"]
+    packages = tuple(sorted(lock.packages, key=lambda p: (p.name, p.architecture)))
+    image_entry = {
+        "SPDXID": IMAGE_SPDXID,
+        "name": name,
+        "versionInfo": version,
+        "packageFileName": image["file"],
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": False,
+        "checksums": [{"algorithm": "SHA256", "checksumValue": image["sha256"]}],
+        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": NOASSERTION,
+        "copyrightText": NOASSERTION,
+        "comment": (
+            f"boothkey disk image ({image['size']} bytes); recipe {manifest['recipe']['file']} "
+            f"sha256 {manifest['recipe']['sha256']}, lock sha256 {manifest['lock_sha256']}, "
+            f"verity root hash {manifest['verity']['root_hash']}."
+        ),
+    }
+    relationships = [
+        {
+            "spdxElementId": "SPDXRef-DOCUMENT",
+            "relationshipType": "DESCRIBES",
+            "relatedSpdxElement": IMAGE_SPDXID,
+        }
+    ]
+    relationships += [
+        {
+            "spdxElementId": IMAGE_SPDXID,
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": package_spdxid(pkg),
+        }
+        for pkg in packages
+    ]
+    document: dict[str, Any] = {
+        "spdxVersion": SPDX_VERSION,
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": f"boothkey-{name}-{version}",
+        "documentNamespace": f"{NAMESPACE_BASE}boothkey-{name}-{image['sha256']}",
+        "creationInfo": {
+            "created": iso_time(int(manifest["source_date_epoch"])),
+            "creators": [f"Tool: boothkey-{__version__}"],
+            "comment": "created time is the build's SOURCE_DATE_EPOCH, not the wall clock",
+        },
+        "packages": [
+            image_entry,
+            *(_package_entry(pkg, licences.get(pkg.name)) for pkg in packages),
+        ],
+        "relationships": relationships,
+    }
+    extracted = _extracted_licences(packages, licences)
+    if extracted:
+        document["hasExtractedLicensingInfos"] = extracted
+    return document

@@ -1,0 +1,164 @@
+"""The whole disk image: GPT with ESP, root, root-verity (and optionally booth-data).
+
+Partitions start on 1 MiB boundaries and are exactly as large as their
+contents, so each partition's sha256 is its source file's. The root and
+root-verity partition UUIDs are the first and last 128 bits of the dm-verity
+root hash (as the Discoverable Partitions Specification suggests); every other
+GUID is derived from content. Contents are streamed in bounded memory; gaps
+and the booth-data partition are left as holes, which read back as zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from builder.build.steps.base import BuildContext, StepOutput
+from builder.core.canonical import CHUNK_SIZE, derive_uuid, sha256_file
+from builder.core.errors import BuildError
+from builder.core.fsutil import atomic_output
+from builder.formats.gpt import (
+    ESP_TYPE,
+    LINUX_DATA_TYPE,
+    ROOT_X86_64_TYPE,
+    ROOT_X86_64_VERITY_TYPE,
+    GptDisk,
+    PartitionRequest,
+    gpt_structures,
+    layout_disk,
+)
+
+MIB = 1024 * 1024
+DATA_PARTITION_NAME = "booth-data"
+
+
+def uuid_from_hex(hex32: str) -> str:
+    """A UUID string from 32 hex digits, taken as they are (no version bits forced)."""
+    if len(hex32) != 32:
+        raise ValueError("need 32 hex digits")
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def _copy_into(source: Path, stream: IO[bytes], offset: int, length: int) -> str:
+    """Copy `source` (exactly `length` bytes) to `stream` at `offset`; return its sha256."""
+    digest = hashlib.sha256()
+    copied = 0
+    stream.seek(offset)
+    with open(source, "rb") as src:
+        while chunk := src.read(CHUNK_SIZE):
+            digest.update(chunk)
+            stream.write(chunk)
+            copied += len(chunk)
+    if copied != length:
+        raise BuildError(f"{source}: changed size while being copied ({copied} != {length})")
+    return digest.hexdigest()
+
+
+def _zeros_sha256(length: int) -> str:
+    digest = hashlib.sha256()
+    block = bytes(min(CHUNK_SIZE, length))
+    remaining = length
+    while remaining:
+        take = min(remaining, len(block))
+        digest.update(block[:take])
+        remaining -= take
+    return digest.hexdigest()
+
+
+def write_disk(disk: GptDisk, contents: Mapping[str, Path | None], image: Path) -> list[str]:
+    """Write `image`: the GPT of `disk` and each partition's content (None: zeros).
+
+    Returns each partition's sha256, in `disk.partitions` order.
+    """
+    structures = gpt_structures(disk)
+    digests = []
+    with atomic_output(image) as stream:
+        stream.write(structures.primary)
+        for part in disk.partitions:
+            source = contents[part.name]
+            if source is None:
+                digests.append(_zeros_sha256(part.size))
+            else:
+                digests.append(_copy_into(source, stream, part.offset, part.size))
+        stream.seek(structures.backup_offset)
+        stream.write(structures.backup)
+        stream.truncate(disk.size)
+    if image.stat().st_size != disk.size:
+        raise BuildError(f"{image}: size {image.stat().st_size}, expected {disk.size}")
+    return digests
+
+
+class DiskStep:
+    name: ClassVar[str] = "disk"
+    version: ClassVar[int] = 1
+    requires: ClassVar[tuple[str, ...]] = ("esp", "rootimage", "verity")
+
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+        data = ctx.recipe.data_partition
+        return {
+            "label": "gpt",
+            "alignment": MIB,
+            "partitions": ["esp", "root", "root-verity"]
+            + ([DATA_PARTITION_NAME] if data is not None else []),
+            "data_partition_mib": data.size_mib if data is not None else None,
+        }
+
+    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+        esp = inputs["esp"].path / "esp.img"
+        root = inputs["rootimage"].path / "root.img"
+        verity = inputs["verity"].path / "verity.img"
+        root_hash = str(inputs["verity"].info["root_hash"])
+        if len(root_hash) != 64:
+            raise BuildError(f"step disk: verity root hash {root_hash!r} is not sha256 hex")
+        esp_sha256 = sha256_file(esp)
+        requests = [
+            PartitionRequest(
+                "esp", ESP_TYPE, derive_uuid("gpt-partition", "esp", esp_sha256), esp.stat().st_size
+            ),
+            PartitionRequest(
+                "root", ROOT_X86_64_TYPE, uuid_from_hex(root_hash[:32]), root.stat().st_size
+            ),
+            PartitionRequest(
+                "root-verity",
+                ROOT_X86_64_VERITY_TYPE,
+                uuid_from_hex(root_hash[32:]),
+                verity.stat().st_size,
+            ),
+        ]
+        contents: dict[str, Path | None] = {"esp": esp, "root": root, "root-verity": verity}
+        data = ctx.recipe.data_partition
+        if data is not None:
+            requests.append(
+                PartitionRequest(
+                    DATA_PARTITION_NAME,
+                    LINUX_DATA_TYPE,
+                    derive_uuid("gpt-partition", DATA_PARTITION_NAME, root_hash),
+                    data.size_mib * MIB,
+                )
+            )
+            contents[DATA_PARTITION_NAME] = None
+        disk_guid = derive_uuid(
+            "gpt-disk", esp_sha256, root_hash, str(data.size_mib if data else 0)
+        )
+        disk = layout_disk(disk_guid, requests)
+        image = out / "image.img"
+        ctx.report(f"writing the disk image ({disk.size // MIB} MiB)")
+        digests = write_disk(disk, contents, image)
+        return {
+            "size": disk.size,
+            "sha256": sha256_file(image),
+            "disk_guid": disk.disk_guid,
+            "partitions": [
+                {
+                    "name": part.name,
+                    "type": part.type_guid,
+                    "uuid": part.uuid,
+                    "offset": part.offset,
+                    "size": part.size,
+                    "sha256": digest,
+                }
+                for part, digest in zip(disk.partitions, digests, strict=True)
+            ],
+        }

@@ -1,0 +1,87 @@
+"""The tools tree: the lock's "tools" packages unpacked, for every byte-producing program.
+
+Output `out/tree/`: each locked tools .deb unpacked in name order into one
+merged-/usr tree (bin, sbin, lib, lib64 are links into usr/), as dpkg-deb -x
+would, by boothkey's own reader (no host dpkg or tar). Maintainer scripts do not
+run; the two things the tools need from them are done here: /etc/passwd and
+/etc/group from base-passwd's master files, and /usr/bin/awk (mawk's
+alternative). Every later step that runs a program runs it from this tree, in
+a sandbox (builder/core/sandbox.py), so the host's own tools never touch the image.
+
+Info: {"packages": [{"name", "version", "architecture", "sha256"}]}.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from builder.build.steps.base import BuildContext, StepOutput
+from builder.core.errors import BuildError
+from builder.formats.debarchive import extract_data
+from builder.source.lockfile import LockedPackage
+from builder.source.toolset import TOOLS_SET
+
+MERGED_USR = ("bin", "sbin", "lib", "lib64")
+# What maintainer scripts would have made that the tools call: (link, target).
+_ALTERNATIVES = (("usr/bin/awk", "mawk"),)
+_ACCOUNTS = (
+    ("etc/passwd", "usr/share/base-passwd/passwd.master"),
+    ("etc/group", "usr/share/base-passwd/group.master"),
+)
+
+
+def tools_packages(ctx: BuildContext) -> tuple[LockedPackage, ...]:
+    packages = tuple(sorted(ctx.lock.in_set(TOOLS_SET), key=lambda p: (p.name, p.architecture)))
+    if not packages:
+        raise BuildError(f"{ctx.lock.recipe_name}: the lock has no packages in the tools set")
+    return packages
+
+
+def make_tools_tree(debs: list[Path], tree: Path) -> None:
+    """Unpack `debs` in order into `tree` (merged-/usr) and add accounts and alternatives."""
+    tree.mkdir(parents=True)
+    (tree / "usr").mkdir()
+    for name in MERGED_USR:
+        (tree / "usr" / name).mkdir()
+        os.symlink(f"usr/{name}", tree / name)
+    for deb in debs:
+        extract_data(deb, tree, merged_usr=True)
+    (tree / "etc").mkdir(exist_ok=True)
+    for target, master in _ACCOUNTS:
+        if not (tree / master).is_file():
+            raise BuildError(f"the tools tree has no /{master} (package base-passwd)")
+        shutil.copyfile(tree / master, tree / target)
+        (tree / target).chmod(0o644)
+    for link, target in _ALTERNATIVES:
+        if not (tree / link).parent.joinpath(target).exists():
+            raise BuildError(f"the tools tree has no /{Path(link).parent / target}")
+        if not (tree / link).exists():
+            os.symlink(target, tree / link)
+
+
+class ToolsStep:
+    name: ClassVar[str] = "tools"
+    version: ClassVar[int] = 1
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+        return {"packages": [_entry(p) for p in tools_packages(ctx)]}
+
+    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+        packages = tools_packages(ctx)
+        ctx.report(f"unpacking the build tools ({len(packages)} packages)")
+        make_tools_tree([ctx.deb_path(p) for p in packages], out / "tree")
+        return {"packages": [_entry(p) for p in packages]}
+
+
+def _entry(package: LockedPackage) -> dict[str, str]:
+    return {
+        "name": package.name,
+        "version": package.version,
+        "architecture": package.architecture,
+        "sha256": package.sha256,
+    }

@@ -1,0 +1,271 @@
+"""Pure verification: measured facts, manifest and trusted keys in, a report out.
+
+Nothing here reads a file or a device; `builder.commands.verify` measures the
+image (digests, GPT, UKI command line, recomputed hash tree) and hands the
+results to these functions. Each check says in plain words what matched and
+what did not. The manifest's own layout is checked before any of this
+(`manifest.check_layout`): a manifest describing an impossible image is bad
+input, never half a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.build.manifest import Manifest
+from builder.core.errors import InputError
+from builder.formats.fat_read import cmdline_params
+from builder.formats.gpt import GptTable
+from builder.formats.verity_tree import VeritySuperblock, VerityTree
+from builder.trust.dsse import Envelope, image_statement
+from builder.trust.keys import PublicKey
+
+DATA_PARTITION = "booth-data"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification step: passed or not, in plain words, with supporting lines."""
+
+    name: str
+    ok: bool
+    summary: str
+    details: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "summary": self.summary,
+            "details": list(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [check.to_json() for check in self.checks]}
+
+    def to_text(self) -> str:
+        lines = []
+        for check in self.checks:
+            lines.append(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.summary}")
+            lines.extend(f"      {detail}" for detail in check.details)
+        passed = sum(check.ok for check in self.checks)
+        verdict = "VERIFIED" if self.ok else "NOT VERIFIED"
+        lines.append(f"{verdict}: {passed} of {len(self.checks)} checks passed")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ImageMeasurement:
+    """What was read from the image: its digest over manifest.image.size bytes."""
+
+    available: int  # bytes the file or device holds
+    is_device: bool
+    sha256: str | None  # None when the image is too short to hash
+    sha256_data_zeroed: str | None = None  # with the booth-data partition read as zeros
+
+
+def check_threshold(trusted: Mapping[str, PublicKey], threshold: int) -> None:
+    """Refuse verification settings that could never mean anything."""
+    if threshold < 1:
+        raise InputError(f"--threshold {threshold}: at least one signature must be required")
+    if not trusted:
+        raise InputError("no trusted keys: the key directory holds no *.pub.json file")
+    if threshold > len(trusted):
+        raise InputError(
+            f"--threshold {threshold} can never be met with {len(trusted)} trusted key(s)"
+        )
+
+
+def check_image_digest(manifest: Manifest, measured: ImageMeasurement) -> Check:
+    name = "image digest"
+    want = manifest.image
+    if measured.available < want.size:
+        return Check(
+            name, False, f"the image holds {measured.available} bytes, the manifest {want.size}"
+        )
+    if not measured.is_device and measured.available != want.size:
+        return Check(
+            name,
+            False,
+            f"the image file is {measured.available} bytes, the manifest says {want.size}",
+        )
+    if measured.sha256 == want.sha256:
+        return Check(name, True, f"sha256 {want.sha256} matches the manifest")
+    if measured.sha256_data_zeroed == want.sha256:
+        return Check(
+            name,
+            True,
+            f"sha256 {want.sha256} matches the manifest once the {DATA_PARTITION} partition "
+            "(station data, not part of the published software) is read as zeros",
+        )
+    return Check(
+        name,
+        False,
+        "the image's bytes differ from the manifest",
+        (f"expected sha256 {want.sha256}", f"found    sha256 {measured.sha256}"),
+    )
+
+
+def check_signatures(
+    envelope: Envelope,
+    manifest: Manifest,
+    trusted: Mapping[str, PublicKey],
+    threshold: int,
+) -> Check:
+    """At least `threshold` distinct trusted keys signed a statement equal to the manifest's."""
+    name = "signatures"
+    check_threshold(trusted, threshold)
+    details: list[str] = []
+    try:
+        statement = envelope.statement()
+    except InputError as exc:
+        return Check(name, False, exc.message)
+    if statement != image_statement(manifest.raw):
+        return Check(
+            name,
+            False,
+            "the signed statement does not describe this manifest (the manifest or the envelope "
+            "was altered, or they belong to different builds)",
+        )
+    counted: set[str] = set()
+    for signature, key, valid in envelope.check_each(trusted):
+        if key is None:
+            details.append(
+                f"ignored: signature by a key not in the trusted set ({signature.keyid[:16]})"
+            )
+        elif not valid:
+            details.append(f"INVALID signature claiming to be by {key.name} ({key.keyid[:16]})")
+        elif key.keyid in counted:
+            details.append(f"ignored: {key.name} signed more than once (counted once)")
+        else:
+            details.append(f"valid signature by {key.name} ({key.keyid[:16]})")
+            counted.add(key.keyid)
+    count = len(counted)
+    summary = f"{count} distinct trusted signer(s), {threshold} required"
+    return Check(name, count >= threshold, summary, tuple(details))
+
+
+def check_partitions(
+    manifest: Manifest, table: GptTable | None, table_error: str, digests: Mapping[str, str]
+) -> Check:
+    """The GPT lists exactly the manifest's partitions, where it says, with the same bytes.
+    Expects a manifest whose layout was checked (`manifest.check_layout`)."""
+    name = "partitions"
+    if table is None:
+        return Check(name, False, table_error)
+    problems: list[str] = []
+    details: list[str] = []
+    found = {p.name: p for p in table.partitions}
+    for want in manifest.partitions:
+        have = found.pop(want.name, None)
+        if have is None:
+            problems.append(f"{want.name}: missing from the partition table")
+            continue
+        # One verdict per partition: "matches" only when nothing about it differs.
+        differences = [
+            f"{want.name}: {field_name} is {actual}, manifest says {wanted}"
+            for field_name, wanted, actual in (
+                ("type", want.type.upper(), have.type_guid.upper()),
+                ("uuid", want.uuid.upper(), have.uuid.upper()),
+                ("offset", want.offset, have.offset),
+                ("size", want.size, have.size),
+            )
+            if wanted != actual
+        ]
+        digest = digests.get(want.name)
+        if want.name == DATA_PARTITION and digest != want.sha256:
+            details.append(f"{want.name}: holds station data (not compared)")
+        elif digest != want.sha256:
+            differences.append(
+                f"{want.name}: content differs (sha256 {digest}, manifest {want.sha256})"
+            )
+        elif not differences:
+            details.append(f"{want.name}: matches (offset {want.offset}, {want.size} bytes)")
+        problems.extend(differences)
+    problems.extend(f"{extra}: not in the manifest" for extra in sorted(found))
+    if problems:
+        return Check(
+            name,
+            False,
+            f"{len(problems)} difference(s) from the manifest",
+            tuple(problems + details),
+        )
+    return Check(name, True, f"all {len(manifest.partitions)} partitions match", tuple(details))
+
+
+@dataclass(frozen=True)
+class BootMeasurement:
+    """The UKI read from the ESP, and the root partition's recomputed hash tree."""
+
+    uki_sha256: str | None = None
+    cmdline: str | None = None
+    tree: VerityTree | None = None
+    superblock: VeritySuperblock | None = None
+    stored_tree_matches: bool = False
+    problems: tuple[str, ...] = field(default=())
+
+
+def check_boot(manifest: Manifest, boot: BootMeasurement) -> Check:
+    """The UKI is the published one and its root hash is what the root partition hashes to."""
+    name = "root hash tree"
+    problems = list(boot.problems)
+    details: list[str] = []
+    if boot.uki_sha256 is not None:
+        if boot.uki_sha256 == manifest.uki_sha256:
+            details.append(f"UKI sha256 {boot.uki_sha256} matches the manifest")
+        else:
+            problems.append(f"UKI sha256 is {boot.uki_sha256}, manifest says {manifest.uki_sha256}")
+    params = cmdline_params(boot.cmdline or "")
+    root_hash = params.get("boothkey.roothash")
+    if boot.cmdline is not None and root_hash is None:
+        problems.append("the UKI's kernel command line has no boothkey.roothash=")
+    if root_hash is not None and root_hash != manifest.verity.root_hash:
+        problems.append(
+            f"the UKI's command line names root hash {root_hash}, "
+            f"the manifest {manifest.verity.root_hash}"
+        )
+    salt = params.get("boothkey.salt")
+    if salt is not None and salt != manifest.verity.salt:
+        problems.append(
+            f"the UKI's command line names salt {salt}, the manifest {manifest.verity.salt}"
+        )
+    if boot.superblock is not None:
+        sb = boot.superblock
+        if sb.salt.hex() != manifest.verity.salt or sb.data_blocks != manifest.verity.data_blocks:
+            problems.append("the verity superblock's salt or block count differs from the manifest")
+    if boot.tree is not None and root_hash is not None:
+        if boot.tree.root_hash == root_hash:
+            details.append(f"root partition hashes to root hash {root_hash}")
+        else:
+            problems.append(
+                f"root partition hashes to {boot.tree.root_hash}, "
+                f"but the UKI expects {root_hash}: the root filesystem was altered"
+            )
+        if not boot.stored_tree_matches:
+            problems.append("the hash partition's stored tree differs from the recomputed tree")
+    if problems:
+        return Check(
+            name,
+            False,
+            "the root filesystem is not the one the UKI trusts"
+            if boot.tree is not None
+            else "could not be checked",
+            tuple(problems + details),
+        )
+    return Check(
+        name,
+        True,
+        "the root filesystem recomputes to the root hash on the UKI's command line",
+        tuple(details),
+    )

@@ -1,0 +1,5 @@
+"""trust: keys and signatures. Ed25519 keys (files, key ids), DSSE envelopes around
+in-toto statements, and minisign signatures that `minisign -V` checks.
+
+May import: builder.core, builder.formats.
+"""
