@@ -21,9 +21,9 @@ from pathlib import Path
 
 from figures import Figures, emit
 
-from builder.commands.verify import digest_stream
 from builder.core.tools import tool_env
 from builder.formats.verity_tree import BLOCK_SIZE, compute_tree
+from builder.observe.measure import digest_stream
 
 SALT = bytes.fromhex("5a" * 32)
 

@@ -13,13 +13,12 @@ from image_factory import BuiltImage, copy_image, make_image
 
 from builder.build.manifest import read_manifest
 from builder.cli import main
-from builder.commands.attest import attest
-from builder.commands.sign import sign_manifest
-from builder.commands.verify import verify_files
 from builder.core.canonical import canonical_json
 from builder.core.errors import InputError, VerificationFailed
-from builder.observe.attest import PREDICATE_TYPE, check_observers, rebuild_statement
-from builder.observe.verify import Check
+from builder.observe.attest import PREDICATE_TYPE, attest, check_observers, rebuild_statement
+from builder.observe.report import Check
+from builder.observe.verify import verify_files
+from builder.release.sign import sign_manifest
 from builder.trust.dsse import image_statement, parse_envelope
 from builder.trust.keys import SigningKey, encrypt_private_key, generate_key, public_key_bytes
 

@@ -1,4 +1,4 @@
-"""builder/observe/bundle.py and `build.py bundle`: the deterministic source bundle."""
+"""builder/release/bundle.py and `build.py bundle`: the deterministic source bundle."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from builder.build.manifest import read_manifest, write_manifest
 from builder.core.canonical import sha256_file
 from builder.core.errors import InputError, VerificationFailed
 from builder.core.paths import deb_cache_dir
-from builder.observe.bundle import (
+from builder.release.bundle import (
     BundleResult,
     extract_bundle,
     make_bundle,

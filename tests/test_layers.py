@@ -11,7 +11,17 @@ import pytest
 BUILDER = Path(__file__).resolve().parent.parent / "builder"
 # Lowest first. A part may import itself, anything listed before it, and the package
 # root (only its __version__).
-LAYERS = ("core", "formats", "trust", "source", "build", "station", "observe", "commands")
+LAYERS = (
+    "core",
+    "formats",
+    "trust",
+    "source",
+    "build",
+    "station",
+    "release",
+    "observe",
+    "commands",
+)
 TOP_MODULES = {"cli": "commands"}  # builder/cli.py sits with the commands
 
 

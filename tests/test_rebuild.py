@@ -22,7 +22,6 @@ from builder.commands import rebuild as rebuild_command
 from builder.core.canonical import sha256_file
 from builder.core.errors import InputError, VerificationFailed
 from builder.observe import rebuild as rebuild_module
-from builder.observe.bundle import make_bundle
 from builder.observe.compare import (
     Comparison,
     compare_file_lists,
@@ -30,6 +29,7 @@ from builder.observe.compare import (
     step_causes,
 )
 from builder.observe.rebuild import RebuildResult, _open_bundle, _prepare, compare_builds
+from builder.release.bundle import make_bundle
 
 PROJECT = Path(__file__).resolve().parent.parent
 STEPS = ("rootfs", "overlay", "rootimage", "verity", "initrd", "uki", "esp", "disk")

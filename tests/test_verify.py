@@ -16,10 +16,11 @@ from image_factory import BuiltImage, copy_image, make_image
 
 from builder.build.manifest import read_manifest
 from builder.cli import main
-from builder.commands.sign import sign_manifest
-from builder.commands.verify import verify_files
 from builder.core.errors import InputError
-from builder.observe.verify import ImageMeasurement, VerifyReport, check_image_digest
+from builder.observe.measure import ImageMeasurement
+from builder.observe.report import VerifyReport
+from builder.observe.verify import check_image_digest, verify_files
+from builder.release.sign import sign_manifest
 from builder.trust.keys import SigningKey, generate_key, public_key_bytes
 from builder.trust.minisign import public_key_file
 

@@ -19,6 +19,13 @@ from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
 from builder.core.jsonfields import FieldReader, read_json_file
 
+# The image's partitions by GPT partition name, in disk order; the last is optional
+# (a recipe's data_partition), the slot for one polling station's election data.
+ESP_PARTITION = "esp"
+ROOT_PARTITION = "root"
+VERITY_PARTITION = "root-verity"
+DATA_PARTITION = "booth-data"
+
 MANIFEST_FORMAT = 1
 # \Z, not $: `$` also matches before a final newline.
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")

@@ -14,19 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from builder.build.manifest import read_manifest
 from builder.commands.options import add_signing_key
-from builder.commands.sign import resolve_key_path
-from builder.core.canonical import sha256_file
-from builder.core.errors import InputError, VerificationFailed
-from builder.core.fsutil import write_atomic
-from builder.observe.attest import (
-    RESULTS,
-    rebuild_statement,
-    sign_rebuild_statement,
-    statement_file_name,
-)
-from builder.trust.keys import SigningKey, load_private_key, read_passphrase
+from builder.core.errors import InputError
+from builder.observe.attest import RESULTS, attest
+from builder.trust.keys import load_private_key, read_passphrase, resolve_private_key
 
 
 def add_parser(subparsers: Any) -> None:
@@ -55,40 +46,10 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def attest(
-    manifest_path: Path,
-    key: SigningKey,
-    rebuilt_manifest: Path | None = None,
-    result: str | None = None,
-    out_dir: Path | None = None,
-) -> tuple[Path, str]:
-    """Write the observer's signed statement; return (its path, the result it states)."""
-    published = read_manifest(manifest_path)
-    rebuilt = None
-    if rebuilt_manifest is not None:
-        rebuilt = read_manifest(rebuilt_manifest)
-        _check_rebuilt_image(rebuilt_manifest, rebuilt.image.file, rebuilt.image.sha256)
-    statement = rebuild_statement(published, rebuilt, result)
-    envelope = sign_rebuild_statement(statement, key)
-    path = (out_dir or manifest_path.parent) / statement_file_name(published.name, key.public)
-    write_atomic(path, envelope.to_bytes())
-    return path, str(statement["predicate"]["result"])
-
-
-def _check_rebuilt_image(manifest_path: Path, image_file: str, sha256: str) -> None:
-    """When the rebuilt image is beside its manifest, never vouch for a manifest it contradicts."""
-    image = manifest_path.parent / image_file
-    if image.is_file() and sha256_file(image) != sha256:
-        raise VerificationFailed(
-            f"{image}: sha256 differs from {manifest_path}; the rebuilt manifest does not "
-            "describe the rebuilt image"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     if args.rebuilt_manifest is None and args.result is None:
         raise InputError("give --rebuilt-manifest (your rebuild's manifest) or --result")
-    path, name = resolve_key_path(args.key, args.private_dir)
+    path, name = resolve_private_key(args.key, args.private_dir)
     passphrase = read_passphrase(f"Passphrase for key {name}: ")
     key = load_private_key(path, name, passphrase)
     written, result = attest(args.manifest, key, args.rebuilt_manifest, args.result, args.out)

@@ -16,7 +16,7 @@ from typing import Any
 from builder.commands.options import add_cache_dir, add_out_dir, cache_dir
 from builder.core.paths import deb_cache_dir
 from builder.core.progress import format_size
-from builder.observe.bundle import make_bundle, record_bundle
+from builder.release.bundle import make_bundle, record_bundle
 from builder.source.debcache import DebCache
 from builder.source.lockfile import load_lock_for
 from builder.source.recipe import load_recipe

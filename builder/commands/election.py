@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from builder.build.manifest import read_manifest
-from builder.commands.sign import resolve_key_path
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
 from builder.station.election import (
@@ -45,7 +44,13 @@ from builder.station.stations import (
     open_software_image,
     write_data_partition,
 )
-from builder.trust.keys import SigningKey, load_private_key, load_trusted_keys, read_passphrase
+from builder.trust.keys import (
+    SigningKey,
+    load_private_key,
+    load_trusted_keys,
+    read_passphrase,
+    resolve_private_key,
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -123,7 +128,7 @@ def _load(args: argparse.Namespace) -> ElectionDefinition:
 def _signing_keys(args: argparse.Namespace) -> list[SigningKey]:
     keys = []
     for key in args.key:
-        path, name = resolve_key_path(key, args.private_dir)
+        path, name = resolve_private_key(key, args.private_dir)
         keys.append(load_private_key(path, name, read_passphrase(f"Passphrase for key {name}: ")))
     if not keys:
         raise InputError("give at least one --key to sign the election data")

@@ -22,10 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.build.manifest import Manifest
-from builder.core.canonical import sha256_bytes
-from builder.core.errors import InputError
-from builder.observe.verify import Check
+from builder.build.manifest import Manifest, read_manifest
+from builder.core.canonical import sha256_bytes, sha256_file
+from builder.core.errors import InputError, VerificationFailed
+from builder.core.fsutil import write_atomic
+from builder.observe.report import Check
 from builder.trust.dsse import (
     STATEMENT_TYPE,
     Envelope,
@@ -253,3 +254,33 @@ def check_observers(
     if not statements:
         details.append("no observer statements found")
     return Check(name, len(counted) >= required, summary, tuple(details))
+
+
+def attest(
+    manifest_path: Path,
+    key: SigningKey,
+    rebuilt_manifest: Path | None = None,
+    result: str | None = None,
+    out_dir: Path | None = None,
+) -> tuple[Path, str]:
+    """Write the observer's signed statement; return (its path, the result it states)."""
+    published = read_manifest(manifest_path)
+    rebuilt = None
+    if rebuilt_manifest is not None:
+        rebuilt = read_manifest(rebuilt_manifest)
+        _check_rebuilt_image(rebuilt_manifest, rebuilt.image.file, rebuilt.image.sha256)
+    statement = rebuild_statement(published, rebuilt, result)
+    envelope = sign_rebuild_statement(statement, key)
+    path = (out_dir or manifest_path.parent) / statement_file_name(published.name, key.public)
+    write_atomic(path, envelope.to_bytes())
+    return path, str(statement["predicate"]["result"])
+
+
+def _check_rebuilt_image(manifest_path: Path, image_file: str, sha256: str) -> None:
+    """When the rebuilt image is beside its manifest, never vouch for a manifest it contradicts."""
+    image = manifest_path.parent / image_file
+    if image.is_file() and sha256_file(image) != sha256:
+        raise VerificationFailed(
+            f"{image}: sha256 differs from {manifest_path}; the rebuilt manifest does not "
+            "describe the rebuilt image"
+        )

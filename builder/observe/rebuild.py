@@ -32,8 +32,8 @@ from builder.core.errors import InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.core.paths import deb_cache_dir
 from builder.core.tools import tool_env
-from builder.observe.bundle import extract_bundle, verify_bundle
 from builder.observe.compare import Check, Comparison, compare_file_lists, compare_manifests
+from builder.release.bundle import extract_bundle, verify_bundle
 from builder.source.debcache import DebCache
 from builder.source.fetch import fetch_packages
 from builder.source.http import RequestsFetcher

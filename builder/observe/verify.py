@@ -11,68 +11,21 @@ input, never half a report.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-from builder.build.manifest import Manifest
+from builder.build.manifest import DATA_PARTITION, Manifest, check_layout, read_manifest
 from builder.core.errors import InputError
 from builder.formats.fat_read import cmdline_params
 from builder.formats.gpt import GptTable
-from builder.formats.verity_tree import VeritySuperblock, VerityTree
-from builder.trust.dsse import Envelope, image_statement
-from builder.trust.keys import PublicKey
-
-DATA_PARTITION = "booth-data"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification step: passed or not, in plain words, with supporting lines."""
-
-    name: str
-    ok: bool
-    summary: str
-    details: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "ok": self.ok,
-            "summary": self.summary,
-            "details": list(self.details),
-        }
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(check.ok for check in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [check.to_json() for check in self.checks]}
-
-    def to_text(self) -> str:
-        lines = []
-        for check in self.checks:
-            lines.append(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.summary}")
-            lines.extend(f"      {detail}" for detail in check.details)
-        passed = sum(check.ok for check in self.checks)
-        verdict = "VERIFIED" if self.ok else "NOT VERIFIED"
-        lines.append(f"{verdict}: {passed} of {len(self.checks)} checks passed")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ImageMeasurement:
-    """What was read from the image: its digest over manifest.image.size bytes."""
-
-    available: int  # bytes the file or device holds
-    is_device: bool
-    sha256: str | None  # None when the image is too short to hash
-    sha256_data_zeroed: str | None = None  # with the booth-data partition read as zeros
+from builder.observe.attest import (
+    check_observer_threshold,
+    check_observers,
+    read_rebuild_statements,
+)
+from builder.observe.measure import BootMeasurement, ImageMeasurement, measure_boot, measure_image
+from builder.observe.report import Check, VerifyReport
+from builder.trust.dsse import Envelope, image_statement, parse_envelope
+from builder.trust.keys import PublicKey, load_trusted_keys
 
 
 def check_threshold(trusted: Mapping[str, PublicKey], threshold: int) -> None:
@@ -204,18 +157,6 @@ def check_partitions(
     return Check(name, True, f"all {len(manifest.partitions)} partitions match", tuple(details))
 
 
-@dataclass(frozen=True)
-class BootMeasurement:
-    """The UKI read from the ESP, and the root partition's recomputed hash tree."""
-
-    uki_sha256: str | None = None
-    cmdline: str | None = None
-    tree: VerityTree | None = None
-    superblock: VeritySuperblock | None = None
-    stored_tree_matches: bool = False
-    problems: tuple[str, ...] = field(default=())
-
-
 def check_boot(manifest: Manifest, boot: BootMeasurement) -> Check:
     """The UKI is the published one and its root hash is what the root partition hashes to."""
     name = "root hash tree"
@@ -269,3 +210,54 @@ def check_boot(manifest: Manifest, boot: BootMeasurement) -> Check:
         "the root filesystem recomputes to the root hash on the UKI's command line",
         tuple(details),
     )
+
+
+def verify_files(
+    image: Path,
+    manifest_path: Path,
+    envelope_path: Path | None,
+    keys_dir: Path,
+    threshold: int,
+    observer_keys: Path | None = None,
+    observers: int = 0,
+    observer_statements: Path | None = None,
+) -> VerifyReport:
+    """The whole verification, without printing (also for `rebuild` and tests).
+
+    With `observer_keys`, the report also checks that `observers` distinct
+    trusted observers' rebuild statements (from `observer_statements`, default
+    the manifest's directory) say "same" for this image.
+
+    Bad input (an unreadable manifest or one describing an impossible image, an
+    unreadable envelope or keys, a threshold of 0) raises `InputError` before anything
+    is measured; everything about the image itself lands in the report.
+    """
+    manifest = read_manifest(manifest_path)
+    check_layout(manifest, str(manifest_path))  # an impossible layout is bad input
+    trusted = load_trusted_keys(keys_dir)
+    check_threshold(trusted, threshold)
+    observer_trusted = load_trusted_keys(observer_keys) if observer_keys is not None else None
+    if observer_trusted is not None:
+        check_observer_threshold(observer_trusted, observers)
+    if envelope_path is None:
+        envelope_path = manifest_path.with_name(f"{manifest.name}.dsse.json")
+    try:
+        envelope_bytes = envelope_path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"{envelope_path}: cannot read the signature envelope: {exc.strerror}"
+        ) from exc
+    envelope = parse_envelope(envelope_bytes, str(envelope_path))
+    measured, table, table_error, digests = measure_image(image, manifest)
+    checks = [
+        check_image_digest(manifest, measured),
+        check_signatures(envelope, manifest, trusted, threshold),
+        check_partitions(manifest, table, table_error, digests),
+        check_boot(manifest, measure_boot(image, manifest, table)),
+    ]
+    if observer_trusted is not None:
+        statements = read_rebuild_statements(
+            observer_statements or manifest_path.parent, manifest.name
+        )
+        checks.append(check_observers(statements, manifest, observer_trusted, observers))
+    return VerifyReport(tuple(checks))

@@ -197,3 +197,17 @@ def read_passphrase(prompt: str, confirm: bool = False) -> bytes:
     if confirm and getpass.getpass("Repeat the passphrase: ") != first:
         raise InputError("the two passphrases differ")
     return first.encode()
+
+
+def resolve_private_key(key: str, private_dir: Path | None) -> tuple[Path, str]:
+    """(path, key name) for `--key`: an existing file, else NAME in the private key directory."""
+    candidate = Path(key)
+    if candidate.is_file():
+        name = candidate.name.removesuffix(".key")
+        return candidate, name
+    path = (private_dir or default_private_dir()) / f"{key}.key"
+    if not path.is_file():
+        raise InputError(
+            f"--key {key}: no such key file {path} (create one with `build.py keygen`)"
+        )
+    return path, key
