@@ -3,7 +3,7 @@
 Builds a deterministic image (512 MiB by default) and its manifest in a
 temporary directory, then, in the same run and on the same file system, times
 
-- boothkey: `flash_command(image, [target])`, which checks the image against
+- boothkey: `write_keys(image, [target])`, which checks the image against
   the manifest, writes it, fsyncs, drops the target's cached pages and reads it
   back against the manifest's sha256;
 - dd + cmp: `dd bs=8M conv=fsync` then `cmp image target` (cmp is served from
@@ -31,10 +31,10 @@ from pathlib import Path
 
 from figures import emit
 
-from builder.commands.flash import default_manifest, flash_command
 from builder.core.errors import EXIT_OK
 from builder.core.tools import require_tool, tool_env
 from builder.station.devices import HostView
+from builder.station.write_keys import default_manifest, write_keys
 
 MIB = 2**20
 
@@ -91,7 +91,7 @@ def time_boothkey(image: Path, target: Path) -> float:
     drop_cache(image)
     host = HostView.current()
     start = time.monotonic()
-    code = flash_command(
+    code = write_keys(
         image, [target], host=host, out=io.StringIO(), err=io.StringIO(), progress_mode="quiet"
     )
     elapsed = time.monotonic() - start

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from builder.cli import main
-from builder.commands.flash import default_manifest, flash_command
 from builder.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_BUILD_FAILED,
@@ -30,6 +29,7 @@ from builder.station.devices import (
     refusal_reasons,
 )
 from builder.station.flash import DeviceResult, FlashHooks, ImageFacts, check_image, flash_targets
+from builder.station.write_keys import default_manifest, write_keys
 
 GIB = 2**30
 # Not a multiple of 4096 or of the test block size: exercises the unaligned tail.
@@ -310,7 +310,7 @@ def _facts(image: Path) -> ImageFacts:
 def _run(image: Path, targets: list[Path], **options: object) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     host = HostView(mountinfo="", swaps="", sysfs=image.parent / "no-sysfs")
-    code = flash_command(
+    code = write_keys(
         image,
         targets,
         out=out,
@@ -428,9 +428,7 @@ def test_unsafe_targets_refuse_the_whole_run(tmp_path: Path, machine: FakeMachin
     safe = tmp_path / "safe.img"
     err = io.StringIO()
     with pytest.raises(InputError) as caught:
-        flash_command(
-            image, [safe, Path("/dev/sdb"), Path("/dev/sda")], host=machine.host(), err=err
-        )
+        write_keys(image, [safe, Path("/dev/sdb"), Path("/dev/sda")], host=machine.host(), err=err)
     assert caught.value.exit_code == EXIT_BAD_INPUT
     assert caught.value.message.splitlines() == [
         "/dev/sdb: sdb1 is mounted on /media/key",
@@ -453,9 +451,9 @@ def test_force_writes_to_a_device_that_looks_unsafe(tmp_path: Path) -> None:
     fake.nodes[str(device)] = "16:0"
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(InputError, match="sdb1 is mounted on /media/key"):
-        flash_command(image, [device], host=fake.host(), out=out, err=err)
+        write_keys(image, [device], host=fake.host(), out=out, err=err)
     assert device.read_bytes() == bytes(IMAGE_SIZE + 4096)
-    code = flash_command(
+    code = write_keys(
         image, [device], host=fake.host(), force=True, out=out, err=err, progress_mode="quiet"
     )
     assert code == EXIT_OK
