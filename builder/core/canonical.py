@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,6 @@ def sha256_json(value: Any) -> str:
     return sha256_bytes(canonical_json(value))
 
 
-def sha256_chunks(chunks: Iterable[bytes]) -> str:
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def sha256_file(path: Path, length: int | None = None) -> str:
     """sha256 of a file (or of its first `length` bytes), streamed in bounded memory."""
     digest = hashlib.sha256()
@@ -59,6 +51,16 @@ def sha256_file(path: Path, length: int | None = None) -> str:
     if remaining:
         raise ValueError(f"{path}: shorter than the {length} bytes expected")
     return digest.hexdigest()
+
+
+def update_zeros(digest: Any, count: int) -> None:
+    """Feed `count` zero bytes to a hashlib object, CHUNK_SIZE at a time (a partition
+    left as a hole in the image, or the unused part of one, reads back as zeros)."""
+    zeros = bytes(min(CHUNK_SIZE, count))
+    while count > 0:
+        take = min(len(zeros), count)
+        digest.update(zeros[:take])
+        count -= take
 
 
 def derive_uuid(*parts: str) -> str:

@@ -77,8 +77,14 @@ def run_tool(
     cwd: Path | None = None,
     stdin: bytes | None = None,
     capture: bool = True,
+    check: bool = True,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a host tool in the normalised environment; raise `ToolError` if it fails."""
+    """Run a host tool in the normalised environment (`tool_env(env)`, umask 022).
+
+    A non-zero exit raises `ToolError`, unless `check` is False (for tools whose exit
+    code the caller reads itself); `timeout` lets `subprocess.TimeoutExpired` through.
+    """
     args = [str(a) for a in argv]
     require_tool(args[0])
     try:
@@ -90,11 +96,12 @@ def run_tool(
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             preexec_fn=_umask_022,
+            timeout=timeout,
             check=False,
         )
     except OSError as exc:
         raise ToolError(f"{args[0]}: cannot run: {exc}") from exc
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         raise tool_failure(args, result)
     return result
 

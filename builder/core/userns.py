@@ -13,13 +13,12 @@ import ctypes
 import os
 import pwd
 import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.core.errors import InputError, ToolError
-from builder.core.tools import BASE_ENV, stderr_tail
+from builder.core.tools import BASE_ENV, run_tool, stderr_tail
 
 SUBUID_FILE = Path("/etc/subuid")
 SUBGID_FILE = Path("/etc/subgid")
@@ -177,7 +176,7 @@ def _map_ids(parent: int, commands: list[list[str]], go: int, report: int) -> No
         if os.read(go, 1) == b"1":
             for command in commands:
                 argv = [command[0], str(parent), *command[1:]]
-                result = subprocess.run(argv, env=dict(BASE_ENV), capture_output=True, check=False)
+                result = run_tool(argv, check=False)
                 if result.returncode != 0:
                     detail = " ".join(stderr_tail(result.stderr, 3))
                     os.write(report, f"{' '.join(argv)}: {detail}".encode())

@@ -17,7 +17,6 @@ from typing import BinaryIO
 
 BLOCK_SIZE = 4096
 HASH_SIZE = 32
-HASHES_PER_BLOCK = BLOCK_SIZE // HASH_SIZE
 _SUPERBLOCK = struct.Struct("<8sII16s32sIIQH6s256s168s")
 _SIGNATURE = b"verity\0\0"
 _READ_BLOCKS = 1024  # 4 MiB reads: big enough that per-call overhead vanishes

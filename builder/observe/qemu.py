@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from builder.core.errors import InputError
-from builder.core.tools import require_tool, tool_env
+from builder.core.tools import require_tool, run_tool, tool_env
 
 OVMF_DIR = Path("/usr/share/OVMF")
 OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
@@ -200,7 +199,7 @@ class QemuBoot:
         self._prepare()
         try:
             # Plain subprocess: QEMU's own -nographic handles the terminal and Ctrl-A X.
-            completed = subprocess.run(self.command(), env=_interactive_env(), check=False)
+            completed = run_tool(self.command(), env=_interactive_env(), capture=False, check=False)
             return completed.returncode
         finally:
             self.close()

@@ -31,7 +31,7 @@ from builder.core.canonical import CHUNK_SIZE, pretty_json, sha256_file
 from builder.core.errors import InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.core.paths import deb_cache_dir
-from builder.core.tools import tool_env
+from builder.core.tools import run_tool, tool_env
 from builder.observe.compare import Check, Comparison, compare_file_lists, compare_manifests
 from builder.release.bundle import extract_bundle, verify_bundle
 from builder.source.debcache import DebCache
@@ -196,11 +196,9 @@ def run_diffoscope(
         text, html = out / f"{name}.diffoscope.txt", out / f"{name}.diffoscope.html"
         report(f"running diffoscope on the {name} partitions (this can take a while)")
         try:
-            done = subprocess.run(
-                [diffoscope, "--text", str(text), "--html", str(html), str(a), str(b)],
-                env=tool_env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+            # Exit 1 means "differences found", which is why it runs.
+            done = run_tool(
+                [diffoscope, "--text", text, "--html", html, a, b],
                 timeout=DIFFOSCOPE_TIMEOUT,
                 check=False,
             )

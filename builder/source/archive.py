@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import lzma
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from debian import deb822
 
 from builder.core.canonical import sha256_bytes
 from builder.core.errors import FetchError, InputError, VerificationFailed
-from builder.core.tools import require_tool, tool_env
+from builder.core.tools import require_tool, run_tool
 from builder.source.http import Fetcher, describe_url, mirror_url
 
 MAX_INRELEASE_SIZE = 16 * 1024 * 1024
@@ -118,7 +117,7 @@ def verify_inrelease(data: bytes, keyring: Path, source: str) -> tuple[bytes, st
         signed.write_bytes(data)
         output = work / "Release"
         trusted = _binary_keyring(keyring, work)
-        result = subprocess.run(
+        result = run_tool(
             [
                 gpgv,
                 "--homedir",
@@ -131,9 +130,7 @@ def verify_inrelease(data: bytes, keyring: Path, source: str) -> tuple[bytes, st
                 str(output),
                 str(signed),
             ],
-            env=tool_env(),
-            capture_output=True,
-            check=False,
+            check=False,  # the status lines say why, whatever the exit code
         )
         status = _status_lines(result.stdout)
         text = output.read_bytes() if output.exists() else b""

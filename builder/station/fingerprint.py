@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.build.manifest import DATA_PARTITION
 from builder.core.errors import InputError, VerificationFailed
 from builder.formats.gpt import SECTOR_SIZE, GptPartition, read_primary_gpt
 from builder.station.election import (
@@ -132,11 +133,11 @@ def read_station_data(path: Path) -> StationData:
     if start[:1] == b"{":
         envelope = start.rstrip(b"\0\n ")
     elif start[SECTOR_SIZE : SECTOR_SIZE + 8] == b"EFI PART":
-        data = _partition(path, "booth-data")
+        data = _partition(path, DATA_PARTITION)
         with open(path, "rb") as stream:
             stream.seek(data.offset)
             start = stream.read(min(data.size, HEADER.size + MAX_ENVELOPE))
-        envelope = envelope_from_partition(start, f"{path} (booth-data partition)")
+        envelope = envelope_from_partition(start, f"{path} ({DATA_PARTITION} partition)")
     else:
         envelope = envelope_from_partition(start, str(path))
     parsed = parse_election_envelope(envelope, str(path))

@@ -23,8 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.build.manifest import Manifest, PartitionInfo, check_layout, read_manifest
-from builder.core.canonical import CHUNK_SIZE, pretty_json
+from builder.build.manifest import (
+    DATA_PARTITION,
+    Manifest,
+    PartitionInfo,
+    check_layout,
+    read_manifest,
+)
+from builder.core.canonical import CHUNK_SIZE, pretty_json, update_zeros
 from builder.core.errors import InputError, VerificationFailed
 from builder.core.fsutil import atomic_output, atomic_path, write_atomic
 from builder.station.election import (
@@ -38,7 +44,6 @@ from builder.station.election import (
 from builder.station.fingerprint import election_fingerprint
 from builder.trust.keys import SigningKey
 
-DATA_PARTITION = "booth-data"
 MIB = 1024 * 1024
 
 
@@ -161,7 +166,7 @@ def write_station_image(software: SoftwareImage, envelope: bytes, path: Path) ->
         )
     digest = software.prefix_state.copy()
     digest.update(prefix)
-    _update_zeros(digest, software.data_size - len(prefix))
+    update_zeros(digest, software.data_size - len(prefix))
     with atomic_path(path) as tmp:
         shutil.copyfile(software.path, tmp)
         with open(tmp, "r+b") as stream:
@@ -174,13 +179,6 @@ def write_station_image(software: SoftwareImage, envelope: bytes, path: Path) ->
             os.fsync(stream.fileno())
         os.chmod(tmp, 0o644)
     return str(digest.hexdigest())
-
-
-def _update_zeros(digest: Any, count: int) -> None:
-    zeros = bytes(min(CHUNK_SIZE, count))
-    while count > 0:
-        digest.update(zeros[: min(len(zeros), count)])
-        count -= len(zeros)
 
 
 def make_stations(

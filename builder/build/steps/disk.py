@@ -15,8 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from builder.build.manifest import (
+    DATA_PARTITION,
+    ESP_PARTITION,
+    ROOT_PARTITION,
+    VERITY_PARTITION,
+)
 from builder.build.steps.base import BuildContext, StepOutput
-from builder.core.canonical import CHUNK_SIZE, derive_uuid, sha256_file
+from builder.core.canonical import CHUNK_SIZE, derive_uuid, sha256_file, update_zeros
 from builder.core.errors import BuildError
 from builder.core.fsutil import atomic_output
 from builder.formats.gpt import (
@@ -31,7 +37,6 @@ from builder.formats.gpt import (
 )
 
 MIB = 1024 * 1024
-DATA_PARTITION_NAME = "booth-data"
 
 
 def uuid_from_hex(hex32: str) -> str:
@@ -58,12 +63,7 @@ def _copy_into(source: Path, stream: IO[bytes], offset: int, length: int) -> str
 
 def _zeros_sha256(length: int) -> str:
     digest = hashlib.sha256()
-    block = bytes(min(CHUNK_SIZE, length))
-    remaining = length
-    while remaining:
-        take = min(remaining, len(block))
-        digest.update(block[:take])
-        remaining -= take
+    update_zeros(digest, length)
     return digest.hexdigest()
 
 
@@ -100,8 +100,8 @@ class DiskStep:
         return {
             "label": "gpt",
             "alignment": MIB,
-            "partitions": ["esp", "root", "root-verity"]
-            + ([DATA_PARTITION_NAME] if data is not None else []),
+            "partitions": [ESP_PARTITION, ROOT_PARTITION, VERITY_PARTITION]
+            + ([DATA_PARTITION] if data is not None else []),
             "data_partition_mib": data.size_mib if data is not None else None,
         }
 
@@ -115,30 +115,40 @@ class DiskStep:
         esp_sha256 = sha256_file(esp)
         requests = [
             PartitionRequest(
-                "esp", ESP_TYPE, derive_uuid("gpt-partition", "esp", esp_sha256), esp.stat().st_size
+                ESP_PARTITION,
+                ESP_TYPE,
+                derive_uuid("gpt-partition", ESP_PARTITION, esp_sha256),
+                esp.stat().st_size,
             ),
             PartitionRequest(
-                "root", ROOT_X86_64_TYPE, uuid_from_hex(root_hash[:32]), root.stat().st_size
+                ROOT_PARTITION,
+                ROOT_X86_64_TYPE,
+                uuid_from_hex(root_hash[:32]),
+                root.stat().st_size,
             ),
             PartitionRequest(
-                "root-verity",
+                VERITY_PARTITION,
                 ROOT_X86_64_VERITY_TYPE,
                 uuid_from_hex(root_hash[32:]),
                 verity.stat().st_size,
             ),
         ]
-        contents: dict[str, Path | None] = {"esp": esp, "root": root, "root-verity": verity}
+        contents: dict[str, Path | None] = {
+            ESP_PARTITION: esp,
+            ROOT_PARTITION: root,
+            VERITY_PARTITION: verity,
+        }
         data = ctx.recipe.data_partition
         if data is not None:
             requests.append(
                 PartitionRequest(
-                    DATA_PARTITION_NAME,
+                    DATA_PARTITION,
                     LINUX_DATA_TYPE,
-                    derive_uuid("gpt-partition", DATA_PARTITION_NAME, root_hash),
+                    derive_uuid("gpt-partition", DATA_PARTITION, root_hash),
                     data.size_mib * MIB,
                 )
             )
-            contents[DATA_PARTITION_NAME] = None
+            contents[DATA_PARTITION] = None
         disk_guid = derive_uuid(
             "gpt-disk", esp_sha256, root_hash, str(data.size_mib if data else 0)
         )
