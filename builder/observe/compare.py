@@ -21,7 +21,7 @@ _ENTRY_KEYS = ("type", "mode", "uid", "gid", "size", "sha256", "target", "device
 
 
 @dataclass(frozen=True)
-class Check:
+class ComparedValue:
     """One compared fact. `ok` False means the rebuild differs (or could not be checked)."""
 
     name: str
@@ -90,7 +90,7 @@ class Comparison:
 
     name: str
     version: str
-    checks: list[Check] = field(default_factory=list)
+    checks: list[ComparedValue] = field(default_factory=list)
     first_diverging_step: StepDivergence | None = None
     file_differences: list[FileDifference] | None = None  # None: lists not compared
     notes: list[str] = field(default_factory=list)
@@ -238,16 +238,16 @@ def compare_file_lists(
     return differences
 
 
-def _check(name: str, published: Any, rebuilt: Any, note: str = "") -> Check:
+def _check(name: str, published: Any, rebuilt: Any, note: str = "") -> ComparedValue:
     a, b = _text(published), _text(rebuilt)
     if published is None:
-        return Check(name, False, a, b, "missing from the published manifest")
+        return ComparedValue(name, False, a, b, "missing from the published manifest")
     if rebuilt is None:
-        return Check(name, False, a, b, "missing from the rebuilt manifest")
-    return Check(name, a == b, a, b, note)
+        return ComparedValue(name, False, a, b, "missing from the rebuilt manifest")
+    return ComparedValue(name, a == b, a, b, note)
 
 
-def _partition_checks(published: list[Any], rebuilt: list[Any]) -> list[Check]:
+def _partition_checks(published: list[Any], rebuilt: list[Any]) -> list[ComparedValue]:
     checks = []
     theirs = {p.get("name"): p for p in rebuilt if isinstance(p, dict)}
     names = [p.get("name") for p in published if isinstance(p, dict)]
@@ -257,7 +257,7 @@ def _partition_checks(published: list[Any], rebuilt: list[Any]) -> list[Check]:
         other = theirs.get(part.get("name"))
         name = f"partition {part.get('name')}"
         if other is None:
-            checks.append(Check(name, False, note="not in the rebuilt image"))
+            checks.append(ComparedValue(name, False, note="not in the rebuilt image"))
             continue
         layout = {k: part.get(k) for k in ("type", "uuid", "offset", "size")}
         other_layout = {k: other.get(k) for k in ("type", "uuid", "offset", "size")}
@@ -274,14 +274,18 @@ def _partition_checks(published: list[Any], rebuilt: list[Any]) -> list[Check]:
             )
         )
         same = part.get("sha256") == other.get("sha256") and not note
-        checks.append(Check(name, same, str(part.get("sha256")), str(other.get("sha256")), note))
+        checks.append(
+            ComparedValue(name, same, str(part.get("sha256")), str(other.get("sha256")), note)
+        )
     for extra in theirs:
         if extra not in names:
-            checks.append(Check(f"partition {extra}", False, note="only in the rebuilt image"))
+            checks.append(
+                ComparedValue(f"partition {extra}", False, note="only in the rebuilt image")
+            )
     return checks
 
 
-def _source_checks(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[Check]:
+def _source_checks(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[ComparedValue]:
     """What the build was made from: if these differ, the rebuild used other sources."""
     recipe_a, recipe_b = published.get("recipe", {}), rebuilt.get("recipe", {})
     packages_a = [_package(p) for p in published.get("packages", [])]
@@ -296,7 +300,7 @@ def _source_checks(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[C
             published.get("source_date_epoch"),
             rebuilt.get("source_date_epoch"),
         ),
-        Check(
+        ComparedValue(
             "packages",
             not changed,
             f"{len(packages_a)} packages",
@@ -328,7 +332,9 @@ def _step_checks(
         a, b = str(step.get("content_digest")), str(other.get("content_digest"))
         same = a == b
         result.checks.append(
-            Check(f"step {name}", same, a, b if other else "", "" if other else "step did not run")
+            ComparedValue(
+                f"step {name}", same, a, b if other else "", "" if other else "step did not run"
+            )
         )
         if not same and first is None and other:
             causes = step_causes(step, other, published_manifest, rebuilt_manifest)

@@ -32,7 +32,7 @@ from builder.core.errors import InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.core.paths import deb_cache_dir
 from builder.core.tools import run_tool, tool_env
-from builder.observe.compare import Check, Comparison, compare_file_lists, compare_manifests
+from builder.observe.compare import ComparedValue, Comparison, compare_file_lists, compare_manifests
 from builder.release.bundle import extract_bundle, verify_bundle
 from builder.source.debcache import DebCache
 from builder.source.fetch import fetch_packages
@@ -72,7 +72,7 @@ def rebuild_and_compare(
     """
     raw = read_manifest(manifest_path).raw
     _prepare(work)
-    checks: list[Check] = []
+    checks: list[ComparedValue] = []
     if bundle is not None:
         root, bundle_check = _open_bundle(bundle, raw, work)
         checks.append(bundle_check)
@@ -137,7 +137,7 @@ def compare_builds(
         shown = "is" if matches else "is not"
         comparison.checks.insert(
             0,
-            Check(
+            ComparedValue(
                 "published image file",
                 matches,
                 published.image.sha256 if matches else "",
@@ -221,19 +221,19 @@ def _prepare(work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
 
 
-def _open_bundle(bundle: Path, raw: dict[str, Any], work: Path) -> tuple[Path, Check]:
+def _open_bundle(bundle: Path, raw: dict[str, Any], work: Path) -> tuple[Path, ComparedValue]:
     named = raw.get("bundle")
     expected = named.get("sha256") if isinstance(named, dict) else None
     if bundle.is_dir():
         note = "a bundle directory: checked file by file against its index.json"
-        return bundle, Check("source bundle", True, str(bundle), str(bundle), note)
+        return bundle, ComparedValue("source bundle", True, str(bundle), str(bundle), note)
     if not bundle.is_file():
         raise InputError(f"{bundle}: no such bundle (a NAME-VERSION-source.tar or its directory)")
     digest = sha256_file(bundle)
     if expected is None:
-        check = Check("source bundle", True, digest, digest, "the manifest names no bundle")
+        check = ComparedValue("source bundle", True, digest, digest, "the manifest names no bundle")
     else:
-        check = Check("source bundle", digest == expected, expected, digest)
+        check = ComparedValue("source bundle", digest == expected, expected, digest)
     return extract_bundle(bundle, work / "source"), check
 
 
@@ -265,12 +265,12 @@ def _compare_files(
     try:
         theirs = read_file_list(path, str(entry.get("sha256")))
     except VerificationFailed as exc:
-        comparison.checks.append(Check("published file list", False, note=exc.message))
+        comparison.checks.append(ComparedValue("published file list", False, note=exc.message))
         return
     ours = read_file_list(rebuilt_manifest.parent / rebuilt["files"]["file"])
     comparison.file_differences = compare_file_lists(theirs, ours)
     comparison.checks.append(
-        Check(
+        ComparedValue(
             "root filesystem files",
             not comparison.file_differences,
             f"{len(theirs)} entries",
