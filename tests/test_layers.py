@@ -83,3 +83,11 @@ def test_the_layer_rule_itself_catches_an_upward_import(tmp_path: Path) -> None:
     bad.write_text("from builder.observe.verify import measure\n")
     assert builder_imports(bad) == [(1, "builder.observe.verify")]
     assert LAYERS.index(part_of("builder.observe.verify")) > LAYERS.index("core")
+
+
+def test_tests_mirror_the_parts() -> None:
+    # tests/<part>/ holds the tests of builder/<part>/; booth/ the booth payload's, golden/
+    # the committed image digests; whole-product tests stay at the top.
+    tests = Path(__file__).resolve().parent
+    directories = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert directories - {"booth", "golden"} <= set(LAYERS)

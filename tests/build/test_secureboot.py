@@ -255,7 +255,7 @@ def test_observer_without_the_key_attaches_the_published_signature(
 
 # Real builds and boots (network for the locked .debs, QEMU with TCG): slow.
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from builder.source.http import RequestsFetcher, mirror_url
 from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage, read_lock, write_lock
 from builder.source.recipe import load_recipe
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def locked(deb: FakeDeb, suite: str = "bookworm", component: str = "main") -> LockedPackage:

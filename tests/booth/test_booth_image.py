@@ -35,7 +35,7 @@ from booth_helpers import (
     signing_key,
 )
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 400.0
 
 

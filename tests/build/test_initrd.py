@@ -19,7 +19,7 @@ from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
 from builder.source.recipe import load_recipe
 
 EPOCH = 1_700_000_000
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 KVER = "6.1.0-99-amd64"
 
 

@@ -142,7 +142,7 @@ def test_boot_command_runs_the_image_on_this_terminal(built_hello_image: tuple[P
     image, _manifest = built_hello_image
     result = subprocess.run(
         [sys.executable, "build.py", "boot", str(image), "--usb"],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=BOOT_TIMEOUT,
@@ -156,7 +156,7 @@ def test_boot_command_runs_the_image_on_this_terminal(built_hello_image: tuple[P
 def test_hello_boots_from_an_erofs_root(tmp_path: Path, hello_boot_debs: object) -> None:
     """The same recipe with rootfs.format erofs (the lock still matches: format does not
     change the package set), built through the CLI in a scratch project."""
-    project = Path(__file__).resolve().parent.parent
+    project = Path(__file__).resolve().parents[2]
     (tmp_path / "recipes").mkdir()
     shutil.copytree(project / "overlays" / "hello", tmp_path / "overlays" / "hello")
     shutil.copyfile(project / "recipes/hello.lock.json", tmp_path / "recipes/hello.lock.json")

@@ -16,7 +16,7 @@ from user_files import seed_debs
 from builder.build.image import BuildResult, build_image
 from builder.source.recipe import load_recipe
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

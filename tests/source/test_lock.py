@@ -34,7 +34,7 @@ from builder.source.recipe import load_recipe
 from builder.source.toolset import TOOL_PACKAGES
 
 RecipeFactory = Callable[..., Path]
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def lock(recipe: Path, *mirrors: str) -> int:

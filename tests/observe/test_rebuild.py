@@ -31,7 +31,7 @@ from builder.observe.compare import (
 from builder.observe.rebuild import RebuildResult, _open_bundle, _prepare, compare_builds
 from builder.release.bundle import make_bundle
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 STEPS = ("rootfs", "overlay", "rootimage", "verity", "initrd", "uki", "esp", "disk")
 
 

@@ -26,7 +26,7 @@ from builder.build.stepcache import StepCache
 from builder.core.canonical import pretty_json, sha256_json
 from builder.core.errors import BuildError
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 STEP_ID = "ab" + "0" * 62
 OTHER_ID = "cd" + "1" * 62
 # vfs_cap_data revision 2, effective, permitting cap_net_raw (13): what `setcap` writes

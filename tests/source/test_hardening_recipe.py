@@ -22,7 +22,7 @@ from builder.core.errors import EXIT_BAD_INPUT, InputError, ValidationErrors
 from builder.core.jsonfields import FieldReader, read_json_file
 from builder.source.recipe import load_recipe
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 BOOTH_LIB = PROJECT / "overlays" / "booth" / "usr" / "lib" / "booth"
 MINIMAL = 'name: mini\nversion: "1"\ndistribution: {suite: bookworm}\npackages: [busybox-static]\n'
 ROOT = "ab" * 32

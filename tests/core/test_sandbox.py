@@ -27,7 +27,7 @@ from builder.core.sandbox_init import identity_map
 from builder.core.tools import BASE_ENV
 from builder.core.userns import SubordinateRange, enter_user_namespace, subordinate_range
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 HOST_TREE = Path("/")
 # What the new root holds: the tree's usr and etc, their links, and the sandbox's own.
 ROOT_ENTRIES = ["bin", "dev", "etc", "lib", "lib64", "proc", "run", "sbin", "sys", "tmp", "usr"]

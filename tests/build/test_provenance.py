@@ -150,7 +150,7 @@ def test_hello_documents_regenerate_identically_in_another_environment(
     give the very bytes the build wrote."""
     _image, manifest_path = built_hello_image
     manifest = read_manifest(manifest_path).raw
-    project = Path(__file__).resolve().parent.parent
+    project = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH",)}
     env.update(TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C", PYTHONPATH=str(project))
     out = tmp_path / "out"
