@@ -22,9 +22,14 @@ FILE_LIST_NAME = "files.json"
 
 
 def file_list_bytes(tree: Path) -> bytes:
-    """The file list of `tree` as published: JSON, one canonical entry per line, so it
+    """The file list of `tree` as published (see `file_list_data`)."""
+    return file_list_data(tree_listing(tree, mtimes=True))
+
+
+def file_list_data(entries: list[dict[str, Any]]) -> bytes:
+    """A file list from `tree_listing` entries: JSON, one canonical entry per line, so it
     is both deterministic and readable with `diff`."""
-    lines = [canonical_json(entry) for entry in tree_listing(tree, mtimes=True)]
+    lines = [canonical_json(entry) for entry in entries]
     head = canonical_json({"format": FILE_LIST_FORMAT, "step": FILE_LIST_STEP})[:-1]
     return head + b',"entries":[\n' + b",\n".join(lines) + b"\n]}\n"
 

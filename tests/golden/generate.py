@@ -1,0 +1,224 @@
+"""Write the golden files of the formats boothkey publishes, from fixed inputs.
+
+    python3 tests/golden/generate.py [DIR]      (default: tests/golden/formats)
+
+Fixed inputs only: a small lock written out here (made-up .deb digests), a manifest
+for it, fixed licences, Ed25519 keys from fixed seeds (Ed25519 signatures are
+deterministic) and the example election. So the files are the same on every host,
+and a change to a format shows up as a diff of these files in review;
+tests/test_golden_formats.py fails until they are regenerated and committed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+PROJECT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT))
+
+from builder.build.copyright import PackageLicence  # noqa: E402
+from builder.build.filelist import file_list_data  # noqa: E402
+from builder.build.manifest import MANIFEST_FORMAT, parse_manifest  # noqa: E402
+from builder.build.provenance import make_provenance  # noqa: E402
+from builder.build.sbom import make_sbom  # noqa: E402
+from builder.core.canonical import canonical_json, pretty_json  # noqa: E402
+from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage  # noqa: E402
+from builder.station.election import (  # noqa: E402
+    envelope_bytes,
+    load_election,
+    sign_payload,
+    station_payload,
+)
+from builder.trust.dsse import image_statement, new_envelope  # noqa: E402
+from builder.trust.keys import SigningKey  # noqa: E402
+
+EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
+FILES = (
+    "demo.lock.json",
+    "demo.manifest.json",
+    "demo.files.json",
+    "demo.spdx.json",
+    "demo.provenance.json",
+    "demo.dsse.json",
+    "election.payload.json",
+    "election.dsse.json",
+)
+
+
+def fixed_key(name: str, seed: int) -> SigningKey:
+    return SigningKey(name, Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32))
+
+
+def digest(seed: str) -> str:
+    return (seed * 64)[:64]
+
+
+def demo_lock() -> Lock:
+    archive = ArchiveInfo(
+        "bookworm", "bookworm", "Sat, 10 Jun 2023 08:40:00 UTC", digest("1"), "A" * 40,
+        "amd64", ("main",),
+    )  # fmt: skip
+    packages = (
+        ("base-files", "12.4+deb12u5", "rootfs", "2"),
+        ("busybox-static", "1:1.35.0-4+b3", "boot", "3"),
+        ("libc6", "2.36-9+deb12u7", "rootfs tools", "4"),
+        ("linux-image-6.1.0-57-amd64", "6.1.192-3", "boot", "5"),
+        ("squashfs-tools", "1:4.5.1-1", "tools", "6"),
+        ("systemd-boot-efi", "252.30-1~deb12u2", "boot", "7"),
+    )
+    return Lock(
+        "demo",
+        "sha256:" + digest("8"),
+        archive,
+        EPOCH,
+        tuple(
+            LockedPackage(
+                name=name,
+                version=version,
+                architecture="amd64",
+                size=1000 + index,
+                sha256=digest(seed),
+                filename=f"pool/main/{name[0]}/{name}/{name}_{version}_amd64.deb",
+                sets=tuple(sets.split()),
+            )
+            for index, (name, version, sets, seed) in enumerate(packages)
+        ),
+    )
+
+
+def demo_manifest(lock: Lock) -> dict[str, Any]:
+    partitions = [
+        ("esp", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", 1, 33, "a"),
+        ("root", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", 34, 45, "b"),
+        ("root-verity", "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5", 79, 1, "c"),
+        ("booth-data", "0FC63DAF-8483-4772-8E79-3D69D8477DE4", 80, 4, "d"),
+    ]
+    raw: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "name": "demo",
+        "version": "2026.1",
+        "boothkey": "0.1.0",
+        "code_sha256": digest("e"),
+        "recipe": {
+            "file": "recipes/demo.yaml",
+            "sha256": digest("f"),
+            "package_set_digest": lock.package_set_digest,
+        },
+        "overlays_sha256": digest("0"),
+        "lock_sha256": digest("9"),
+        "source_date_epoch": EPOCH,
+        "steps": [
+            {
+                "name": name,
+                "id": digest(str(index)),
+                "content_digest": "sha256:" + digest("abcdef"[index % 6]),
+                "inputs": {},
+                "options": {},
+            }
+            for index, name in enumerate(("tools", "rootfs", "overlay", "disk"))
+        ],
+        "image": {"file": "demo.img", "size": 85 << 20, "sha256": digest("1")},
+        "partitions": [
+            {
+                "name": name,
+                "type": kind,
+                "uuid": f"00000000-0000-4000-8000-00000000000{index}",
+                "offset": start << 20,
+                "size": size << 20,
+                "sha256": digest(seed),
+            }
+            for index, (name, kind, start, size, seed) in enumerate(partitions)
+        ],
+        "uki": {
+            "sha256": digest("2"),
+            "cmdline": "console=ttyS0 boothkey.roothash=" + digest("3"),
+            "kernel_version": "6.1.0-57-amd64",
+        },
+        "verity": {
+            "root_hash": digest("3"),
+            "salt": digest("4"),
+            "data_blocks": 11520,
+            "data_block_size": 4096,
+            "hash_block_size": 4096,
+            "hash_algorithm": "sha256",
+        },
+        "packages": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "architecture": p.architecture,
+                "sha256": p.sha256,
+                "sets": list(p.sets),
+            }
+            for p in lock.packages
+        ],
+        "tools": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "architecture": p.architecture,
+                "sha256": p.sha256,
+            }
+            for p in lock.in_set("tools")
+        ],
+        "secure_boot": None,
+    }
+    return raw
+
+
+# A tree's listing as `tree_listing` gives it (owners and times as a build leaves them).
+FILE_ENTRIES: list[dict[str, Any]] = [
+    {"path": "bin", "type": "symlink", "mode": 0o777, "uid": 0, "gid": 0, "target": "usr/bin",
+     "mtime": EPOCH},
+    {"path": "etc", "type": "dir", "mode": 0o755, "uid": 0, "gid": 0, "mtime": EPOCH},
+    {"path": "etc/hostname", "type": "file", "mode": 0o644, "uid": 0, "gid": 0, "size": 6,
+     "sha256": "0" * 64, "mtime": EPOCH},
+    {"path": "usr", "type": "dir", "mode": 0o755, "uid": 0, "gid": 0, "mtime": EPOCH},
+]  # fmt: skip
+
+LICENCES = {
+    "base-files": PackageLicence("base-files", "GPL-2+", "GPL-2.0-or-later", (), "copyright"),
+    "libc6": PackageLicence("libc6", "", "NOASSERTION", (), "no machine-readable copyright"),
+}
+
+
+def generate(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    lock = demo_lock()
+    manifest = demo_manifest(lock)
+    parse_manifest(manifest, "golden manifest")  # what build writes must read back
+    authority = fixed_key("authority", 1)
+    co_signer = fixed_key("co-signer", 2)
+    envelope = new_envelope(image_statement(manifest)).add_signature(authority)
+    envelope = envelope.add_signature(co_signer)
+    election = load_election(
+        PROJECT / "examples" / "election" / "election.yaml",
+        PROJECT / "examples" / "election" / "stations.csv",
+    )
+    payload = station_payload(election, election.stations[0])
+    written = {
+        "demo.lock.json": lock.to_bytes(),
+        "demo.manifest.json": canonical_json(manifest) + b"\n",
+        "demo.files.json": file_list_data(FILE_ENTRIES),
+        "demo.spdx.json": pretty_json(make_sbom(manifest, lock, LICENCES)),
+        "demo.provenance.json": pretty_json(make_provenance(manifest, lock)),
+        "demo.dsse.json": envelope.to_bytes(),
+        "election.payload.json": pretty_json(payload),
+        "election.dsse.json": envelope_bytes(sign_payload(payload, [authority])),
+    }
+    paths = []
+    for name in FILES:
+        path = out / name
+        path.write_bytes(written[name])
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "formats"
+    for path in generate(target):
+        print(f"wrote {path}")
