@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
+from builder.build.documents import write_sbom_and_provenance
 from builder.build.filelist import FILE_LIST_NAME, FILE_LIST_STEP
 from builder.build.manifest import MANIFEST_FORMAT, write_manifest
 from builder.build.pipeline import PlannedStep, StepRun, code_digest, plan, run_pipeline
-from builder.build.provenance import write_sbom_and_provenance
 from builder.build.stepcache import StepCache
 from builder.build.steps.base import BuildContext
 from builder.build.steps.overlay_files import overlay_digest

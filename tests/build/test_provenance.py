@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 from sbom_factory import LockedDebs, demo_manifest, make_locked_debs, validate_spdx
 
+from builder.build.documents import write_sbom_and_provenance
 from builder.build.manifest import parse_manifest, read_manifest
-from builder.build.provenance import (
-    BUILD_TYPE,
-    PREDICATE_TYPE,
-    make_provenance,
-    write_sbom_and_provenance,
-)
+from builder.build.provenance import BUILD_TYPE, PREDICATE_TYPE, make_provenance
 from builder.build.sbom import purl
 from builder.core.canonical import sha256_file
 from builder.trust.dsse import STATEMENT_TYPE, image_statement
@@ -131,7 +127,7 @@ from pathlib import Path
 from builder.source.debcache import DebCache
 from builder.source.lockfile import read_lock
 from builder.core.paths import deb_cache_dir, default_cache_dir
-from builder.build.provenance import write_sbom_and_provenance
+from builder.build.documents import write_sbom_and_provenance
 os.umask(0o077)
 manifest = json.loads(Path(sys.argv[1]).read_bytes())
 base = {k: v for k, v in manifest.items() if k not in ("sbom", "provenance")}
