@@ -150,7 +150,7 @@ def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
         "overlays_sha256": "ef" * 32,
         "lock_sha256": "12" * 32,
         "source_date_epoch": lock.source_date_epoch,
-        "steps": [{"name": "rootfs", "id": "34" * 32, "content_digest": "56" * 32}],
+        "steps": [{"name": "rootfs", "id": "34" * 32, "content_digest": "sha256:" + "56" * 32}],
         "image": {"file": "demo.img", "size": 4 << 20, "sha256": image_sha256},
         "partitions": [
             {

@@ -96,7 +96,8 @@ def make_provenance(manifest: Mapping[str, Any], lock: Lock) -> dict[str, Any]:
             "byproducts": [
                 {
                     "name": f"step:{step['name']}",
-                    "digest": {"sha256": step["content_digest"]},
+                    # in-toto DigestSet values are plain lowercase hex.
+                    "digest": {"sha256": str(step["content_digest"]).removeprefix("sha256:")},
                     "annotations": {"step_id": step["id"]},
                 }
                 for step in manifest.get("steps", [])

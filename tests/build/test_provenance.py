@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,17 @@ def test_provenance_statement_names_inputs_dependencies_and_tools(locked: Locked
     builder = statement["predicate"]["runDetails"]["builder"]
     # Only boothkey itself: the tools that made the bytes are locked packages above.
     assert builder["version"] == {"boothkey": "0.1.0", "boothkey_source_sha256": "0f" * 32}
+    # Step outputs are byproducts; DigestSet values are plain hex, as in-toto wants.
+    byproducts = statement["predicate"]["runDetails"]["byproducts"]
+    assert byproducts == [
+        {
+            "name": "step:rootfs",
+            "digest": {"sha256": "56" * 32},
+            "annotations": {"step_id": "34" * 32},
+        }
+    ]
+    for entry in [*byproducts, *dependencies]:
+        assert all(re.fullmatch("[0-9a-f]{64}", v) for v in entry["digest"].values()), entry
     # Nothing about when or where: no timestamps, no invocation id.
     assert statement["predicate"]["runDetails"]["metadata"] == {}
 
