@@ -13,7 +13,7 @@ from typing import Any
 from builder import __version__
 from builder.build.documents import write_sbom_and_provenance
 from builder.build.filelist import FILE_LIST_NAME, FILE_LIST_STEP
-from builder.build.manifest import MANIFEST_FORMAT, write_manifest
+from builder.build.manifest import MANIFEST_FORMAT, VerityInfo, write_manifest
 from builder.build.pipeline import PlannedStep, StepRun, code_digest, plan, run_pipeline
 from builder.build.stepcache import StepCache
 from builder.build.steps.base import BuildContext
@@ -179,17 +179,7 @@ def make_manifest(
             "cmdline": results["uki"].output.info["cmdline"],
             "kernel_version": results["uki"].output.info["kernel_version"],
         },
-        "verity": {
-            key: verity[key]
-            for key in (
-                "root_hash",
-                "salt",
-                "data_blocks",
-                "data_block_size",
-                "hash_block_size",
-                "hash_algorithm",
-            )
-        },
+        "verity": VerityInfo.from_step_facts(verity).to_json(),
         "packages": [
             {
                 "name": p.name,

@@ -9,7 +9,9 @@ and partition table it describes could exist.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,14 @@ class VerityInfo:
     data_block_size: int
     hash_block_size: int
     hash_algorithm: str
+
+    @classmethod
+    def from_step_facts(cls, facts: Mapping[str, Any]) -> VerityInfo:
+        """The manifest's verity facts from the verity step's (which has more)."""
+        return cls(**{item.name: facts[item.name] for item in dataclasses.fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
