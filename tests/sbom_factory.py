@@ -91,10 +91,10 @@ def make_locked_debs(directory: Path) -> LockedDebs:
     """Five small .debs covering the licence cases, and a lock pinning them."""
     doc = "/usr/share/doc"
     made = [
-        (make_deb(directory, "alpha", "1:2.0+dfsg-1", files={f"{doc}/alpha/copyright": DEP5_GPL}), ("rootfs",)),
+        (make_deb(directory, "alpha", "1:2.0+dfsg-1", files={f"{doc}/alpha/copyright": DEP5_GPL}), ("rootfs", "tools")),
         (make_deb(directory, "beta", "3.1", files={f"{doc}/beta/copyright": DEP5_HEADER_ONLY}), ("rootfs", "boot")),
         (make_deb(directory, "gamma", "0.9", files={f"{doc}/gamma/copyright": FREE_FORM}), ("boot",)),
-        (make_deb(directory, "nodoc", "1", files={"/usr/bin/nodoc": b"#!/bin/sh\n"}), ("boot",)),
+        (make_deb(directory, "nodoc", "1", files={"/usr/bin/nodoc": b"#!/bin/sh\n"}), ("tools",)),
     ]  # fmt: skip
     packages = [
         LockedPackage(

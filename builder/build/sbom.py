@@ -3,9 +3,11 @@
 The document describes the image (its file name, size and sha256) and every
 locked Debian package: name, version, architecture, the .deb's sha256, its
 pool path, a package URL, and the licence its DEP-5 copyright file declares.
-The image CONTAINS every package; each package's comment says whether it is
-installed in the root filesystem ("rootfs") or only extracted into the UKI
-and initrd ("boot").
+The image CONTAINS every package of the "rootfs" set (installed in the root
+filesystem) and of the "boot" set (extracted into the UKI and initrd); a package
+of the "tools" set made the image's bytes without being in it, so it is a
+BUILD_TOOL_OF the image (a package in both is both). Each package's comment names
+its sets.
 
 It is a pure function of the manifest data, the lock and the licences: the
 namespace is derived from the image digest, the creation time is
@@ -23,6 +25,7 @@ from urllib.parse import quote
 from builder import __version__
 from builder.build.copyright import NOASSERTION, PackageLicence
 from builder.source.lockfile import Lock, LockedPackage
+from builder.source.toolset import TOOLS_SET
 
 SPDX_VERSION = "SPDX-2.3"
 NAMESPACE_BASE = "https://spdx.org/spdxdocs/"
@@ -30,6 +33,7 @@ IMAGE_SPDXID = "SPDXRef-Image"
 _SET_MEANING = {
     "rootfs": "installed in the root filesystem",
     "boot": "files extracted into the UKI or initrd",
+    TOOLS_SET: "ran in the tools tree to make the image's bytes; not in the image",
 }
 
 
@@ -143,14 +147,23 @@ def make_sbom(
             "relatedSpdxElement": IMAGE_SPDXID,
         }
     ]
-    relationships += [
-        {
-            "spdxElementId": IMAGE_SPDXID,
-            "relationshipType": "CONTAINS",
-            "relatedSpdxElement": package_spdxid(pkg),
-        }
-        for pkg in packages
-    ]
+    for pkg in packages:
+        if set(pkg.sets) - {TOOLS_SET}:
+            relationships.append(
+                {
+                    "spdxElementId": IMAGE_SPDXID,
+                    "relationshipType": "CONTAINS",
+                    "relatedSpdxElement": package_spdxid(pkg),
+                }
+            )
+        if TOOLS_SET in pkg.sets:
+            relationships.append(
+                {
+                    "spdxElementId": package_spdxid(pkg),
+                    "relationshipType": "BUILD_TOOL_OF",
+                    "relatedSpdxElement": IMAGE_SPDXID,
+                }
+            )
     document: dict[str, Any] = {
         "spdxVersion": SPDX_VERSION,
         "dataLicense": "CC0-1.0",

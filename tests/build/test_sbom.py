@@ -28,7 +28,7 @@ from builder.build.copyright import (
     read_doc_entry,
 )
 from builder.build.manifest import read_manifest
-from builder.build.sbom import make_sbom, purl
+from builder.build.sbom import make_sbom, package_spdxid, purl
 from builder.core.canonical import pretty_json, sha256_file
 from builder.source.lockfile import LockedPackage
 
@@ -129,7 +129,17 @@ def test_sbom_is_valid_spdx_and_byte_identical(locked: LockedDebs, tmp_path: Pat
         for r in document["relationships"]
         if r["relationshipType"] == "CONTAINS"
     }
-    assert len(contains) == len(locked.lock.packages)
+    tools = {
+        r["spdxElementId"]
+        for r in document["relationships"]
+        if r["relationshipType"] == "BUILD_TOOL_OF" and r["relatedSpdxElement"] == "SPDXRef-Image"
+    }
+    # The image contains its rootfs and boot packages; the tools set only built it.
+    in_image = [p for p in locked.lock.packages if set(p.sets) - {"tools"}]
+    only_tools = [p for p in locked.lock.packages if set(p.sets) == {"tools"}]
+    assert contains == {package_spdxid(p) for p in in_image}
+    assert tools == {package_spdxid(p) for p in locked.lock.in_set("tools")}
+    assert only_tools and not contains & {package_spdxid(p) for p in only_tools}
     assert by_name["demo"]["checksums"][0]["checksumValue"] == "ab" * 32
     # Another image gives another namespace: documents never collide.
     other = make_sbom(demo_manifest(locked.lock, "cd" * 32), locked.lock, {})
