@@ -120,6 +120,7 @@ def make_sbom(
     missing from it is NOASSERTION.
     """
     name, version = str(manifest["name"]), str(manifest["version"])
+    supplier = manifest.get("supplier")
     image = manifest["image"]
     packages = tuple(sorted(lock.packages, key=lambda p: (p.name, p.architecture)))
     image_entry = {
@@ -131,6 +132,8 @@ def make_sbom(
         "filesAnalyzed": False,
         "checksums": [{"algorithm": "SHA256", "checksumValue": image["sha256"]}],
         "primaryPackagePurpose": "OPERATING-SYSTEM",
+        # The recipe's supplier: the authority that publishes the image.
+        "supplier": f"Organization: {supplier}" if supplier else NOASSERTION,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
@@ -172,7 +175,10 @@ def make_sbom(
         "documentNamespace": f"{NAMESPACE_BASE}boothkey-{name}-{image['sha256']}",
         "creationInfo": {
             "created": iso_time(int(manifest["source_date_epoch"])),
-            "creators": [f"Tool: boothkey-{__version__}"],
+            "creators": [
+                *([f"Organization: {supplier}"] if supplier else []),
+                f"Tool: boothkey-{__version__}",
+            ],
             "comment": "created time is the build's SOURCE_DATE_EPOCH, not the wall clock",
         },
         "packages": [

@@ -55,6 +55,12 @@ DEFAULT_INITRD_MODULES = (
     "usblp",
 )
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# An organisation's name as the SBOM shows it: one line of printable text (no control,
+# bidi, zero-width or separator characters), no parentheses (SPDX puts a contact
+# address in them), at most 200 characters.
+_SUPPLIER_RE = re.compile(
+    "^[^\x00-\x1f\x7f-\x9f()\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]{1,200}\\Z"
+)
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -180,6 +186,9 @@ class Recipe:
     source_date_epoch: int | None
     secure_boot: SecureBootOptions | None = None
     data_partition: DataPartition | None = None
+    # Who publishes the image (an election authority), named as the image's supplier
+    # in the SBOM; None: not said.
+    supplier: str | None = None
     project_dir: Path = field(default=Path("."))
 
     @property
@@ -248,6 +257,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             "source_date_epoch": False,
             "secure_boot": False,
             "data_partition": False,
+            "supplier": False,
         },
     )
     if not isinstance(raw, dict):
@@ -305,6 +315,10 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             else:
                 data_partition = DataPartition(size)
 
+    supplier = None
+    if "supplier" in top:
+        supplier = reader.string(top["supplier"], "supplier", _SUPPLIER_RE) or None
+
     if reader.problems:
         raise ValidationErrors(reader.problems)
     return Recipe(
@@ -322,6 +336,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
         source_date_epoch=epoch,
         secure_boot=secure_boot,
         data_partition=data_partition,
+        supplier=supplier,
         project_dir=project,
     )
 

@@ -103,6 +103,7 @@ def demo_manifest(lock: Lock) -> dict[str, Any]:
         "version": "2026.1",
         "boothkey": "0.1.0",
         "code_sha256": digest("e"),
+        "supplier": "Example Election Authority",
         "recipe": {
             "file": "recipes/demo.yaml",
             "sha256": digest("f"),

@@ -116,6 +116,15 @@ def test_data_partition_and_epoch_are_read(tmp_path: Path) -> None:
     assert recipe.source_date_epoch == 1700000000
 
 
+def test_supplier_is_one_line_of_plain_text(tmp_path: Path) -> None:
+    assert load_recipe(write(tmp_path, MINIMAL)).supplier is None
+    recipe = load_recipe(write(tmp_path, MINIMAL + "supplier: Ville de Liège\n"))
+    assert recipe.supplier == "Ville de Liège"
+    for bad in ('"a\\u202eb"', '"x (y@example.org)"', '"a\\nb"', "x" * 201, "[1]"):
+        found = problems_of(write(tmp_path, MINIMAL + f"supplier: {bad}\n"))
+        assert len(found) == 1 and ": supplier: " in found[0], (bad, found)
+
+
 def test_not_yaml_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid YAML"):
         load_recipe(write(tmp_path, "name: [unclosed\n"))
