@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.build.copyright import package_licences
+from builder.build.dependencies import package_dependencies
 from builder.build.provenance import make_provenance
 from builder.build.sbom import make_sbom
 from builder.core.canonical import pretty_json, sha256_bytes
@@ -37,8 +38,12 @@ def write_sbom_and_provenance(
     """
     base = {key: value for key, value in manifest.items() if key not in LISTED_DOCUMENTS}
     licences = package_licences(lock.packages, deb_path, cache_dir)
+    dependencies = package_dependencies(lock.packages, deb_path)
     documents = {
-        "sbom": (f"{manifest['name']}.spdx.json", make_sbom(base, lock, licences)),
+        "sbom": (
+            f"{manifest['name']}.spdx.json",
+            make_sbom(base, lock, licences, dependencies),
+        ),
         "provenance": (f"{manifest['name']}.provenance.json", make_provenance(base, lock)),
     }
     for key, (file_name, document) in documents.items():

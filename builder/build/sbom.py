@@ -111,13 +111,17 @@ def _extracted_licences(
 
 
 def make_sbom(
-    manifest: Mapping[str, Any], lock: Lock, licences: Mapping[str, PackageLicence]
+    manifest: Mapping[str, Any],
+    lock: Lock,
+    licences: Mapping[str, PackageLicence],
+    dependencies: Mapping[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """The SPDX 2.3 document (a JSON-able dict) for the image `manifest` describes.
 
     `manifest` is the build's manifest data (its own digest is not needed);
     `licences` maps package names to their declared licences, and a package
-    missing from it is NOASSERTION.
+    missing from it is NOASSERTION; `dependencies` maps package names to the names
+    of the locked packages each depends on (DEPENDS_ON relationships).
     """
     name, version = str(manifest["name"]), str(manifest["version"])
     supplier = manifest.get("supplier")
@@ -167,6 +171,17 @@ def make_sbom(
                     "relatedSpdxElement": IMAGE_SPDXID,
                 }
             )
+    spdxids = {pkg.name: package_spdxid(pkg) for pkg in reversed(packages)}
+    for pkg_name, needed in sorted((dependencies or {}).items()):
+        relationships += [
+            {
+                "spdxElementId": spdxids[pkg_name],
+                "relationshipType": "DEPENDS_ON",
+                "relatedSpdxElement": spdxids[other],
+            }
+            for other in needed
+            if pkg_name in spdxids and other in spdxids
+        ]
     document: dict[str, Any] = {
         "spdxVersion": SPDX_VERSION,
         "dataLicense": "CC0-1.0",

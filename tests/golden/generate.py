@@ -181,6 +181,8 @@ FILE_ENTRIES: list[dict[str, Any]] = [
     {"path": "usr", "type": "dir", "mode": 0o755, "uid": 0, "gid": 0, "mtime": EPOCH},
 ]  # fmt: skip
 
+DEPENDENCIES = {"busybox-static": (), "libc6": (), "squashfs-tools": ("libc6",)}
+
 LICENCES = {
     "base-files": PackageLicence("base-files", "GPL-2+", "GPL-2.0-or-later", (), "copyright"),
     "libc6": PackageLicence("libc6", "", "NOASSERTION", (), "no machine-readable copyright"),
@@ -205,7 +207,7 @@ def generate(out: Path) -> list[Path]:
         "demo.lock.json": lock.to_bytes(),
         "demo.manifest.json": canonical_json(manifest) + b"\n",
         "demo.files.json": file_list_data(FILE_ENTRIES),
-        "demo.spdx.json": pretty_json(make_sbom(manifest, lock, LICENCES)),
+        "demo.spdx.json": pretty_json(make_sbom(manifest, lock, LICENCES, DEPENDENCIES)),
         "demo.provenance.json": pretty_json(make_provenance(manifest, lock)),
         "demo.dsse.json": envelope.to_bytes(),
         "election.payload.json": pretty_json(payload),
