@@ -15,6 +15,7 @@ from typing import Any
 from archive_factory import FIXED_EPOCH, make_deb
 from debian.copyright import Header
 
+from builder.build.manifest import package_entry
 from builder.core.canonical import sha256_file
 from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
 
@@ -171,16 +172,7 @@ def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
             "hash_block_size": 4096,
             "hash_algorithm": "sha256",
         },
-        "packages": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "architecture": p.architecture,
-                "sha256": p.sha256,
-                "sets": list(p.sets),
-            }
-            for p in lock.packages
-        ],
+        "packages": [package_entry(p) for p in lock.packages],
         "tools": [
             {"name": n, "version": v, "architecture": "amd64", "sha256": d * 32}
             for n, v, d in (("squashfs-tools", "1:4.5.1-1", "5a"), ("zstd", "1.5.4", "7b"))

@@ -13,7 +13,7 @@ from typing import Any
 from builder import __version__
 from builder.build.documents import write_sbom_and_provenance
 from builder.build.filelist import FILE_LIST_NAME, FILE_LIST_STEP
-from builder.build.manifest import MANIFEST_FORMAT, VerityInfo, write_manifest
+from builder.build.manifest import MANIFEST_FORMAT, VerityInfo, package_entry, write_manifest
 from builder.build.pipeline import PlannedStep, StepRun, code_digest, plan, run_pipeline
 from builder.build.stepcache import StepCache
 from builder.build.steps.base import BuildContext
@@ -181,16 +181,7 @@ def make_manifest(
             "kernel_version": results["uki"].output.info["kernel_version"],
         },
         "verity": VerityInfo.from_step_facts(verity).to_json(),
-        "packages": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "architecture": p.architecture,
-                "sha256": p.sha256,
-                "sets": list(p.sets),
-            }
-            for p in lock.packages
-        ],
+        "packages": [package_entry(p) for p in lock.packages],
         # The tools tree every byte-producing program ran from: inputs like the packages.
         "tools": [dict(entry) for entry in results["tools"].output.info["packages"]],
         "secure_boot": results["sbsign"].output.info if "sbsign" in results else None,

@@ -20,6 +20,7 @@ from builder.core.canonical import canonical_json
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
 from builder.core.jsonfields import FieldReader, read_json_file
+from builder.source.lockfile import LockedPackage
 
 # The image's partitions by GPT partition name, in disk order; the last is optional
 # (a recipe's data_partition), the slot for one polling station's election data.
@@ -37,6 +38,20 @@ SECTOR_SIZE = 512
 # partition; the backup entries and header (33 sectors) after the last.
 _GPT_HEAD = 34 * SECTOR_SIZE
 _GPT_TAIL = 33 * SECTOR_SIZE
+
+
+def package_entry(package: LockedPackage, *, sets: bool = True) -> dict[str, Any]:
+    """A locked package as the manifest lists it: under "packages" (with its sets) and,
+    for the tools tree, under "tools" (without)."""
+    entry: dict[str, Any] = {
+        "name": package.name,
+        "version": package.version,
+        "architecture": package.architecture,
+        "sha256": package.sha256,
+    }
+    if sets:
+        entry["sets"] = list(package.sets)
+    return entry
 
 
 @dataclass(frozen=True)

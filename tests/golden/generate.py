@@ -22,7 +22,7 @@ sys.path.insert(0, str(PROJECT))
 
 from builder.build.copyright import PackageLicence  # noqa: E402
 from builder.build.filelist import file_list_data  # noqa: E402
-from builder.build.manifest import MANIFEST_FORMAT, parse_manifest  # noqa: E402
+from builder.build.manifest import MANIFEST_FORMAT, package_entry, parse_manifest  # noqa: E402
 from builder.build.provenance import make_provenance  # noqa: E402
 from builder.build.sbom import make_sbom  # noqa: E402
 from builder.core.canonical import canonical_json, pretty_json  # noqa: E402
@@ -147,25 +147,8 @@ def demo_manifest(lock: Lock) -> dict[str, Any]:
             "hash_block_size": 4096,
             "hash_algorithm": "sha256",
         },
-        "packages": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "architecture": p.architecture,
-                "sha256": p.sha256,
-                "sets": list(p.sets),
-            }
-            for p in lock.packages
-        ],
-        "tools": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "architecture": p.architecture,
-                "sha256": p.sha256,
-            }
-            for p in lock.in_set("tools")
-        ],
+        "packages": [package_entry(p) for p in lock.packages],
+        "tools": [package_entry(p, sets=False) for p in lock.in_set("tools")],
         "secure_boot": None,
     }
     return raw

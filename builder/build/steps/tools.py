@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from builder.build.manifest import package_entry
 from builder.build.steps.base import BuildContext, StepOutput
 from builder.core.errors import BuildError
 from builder.formats.debarchive import extract_data
@@ -69,19 +70,10 @@ class ToolsStep:
     requires: ClassVar[tuple[str, ...]] = ()
 
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {"packages": [_entry(p) for p in tools_packages(ctx)]}
+        return {"packages": [package_entry(p, sets=False) for p in tools_packages(ctx)]}
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
         packages = tools_packages(ctx)
         ctx.report(f"unpacking the build tools ({len(packages)} packages)")
         make_tools_tree([ctx.deb_path(p) for p in packages], out / "tree")
-        return {"packages": [_entry(p) for p in packages]}
-
-
-def _entry(package: LockedPackage) -> dict[str, str]:
-    return {
-        "name": package.name,
-        "version": package.version,
-        "architecture": package.architecture,
-        "sha256": package.sha256,
-    }
+        return {"packages": [package_entry(p, sets=False) for p in packages]}
