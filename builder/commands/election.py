@@ -8,9 +8,9 @@
   --size-mib N) [--jobs N]`: every station's envelope, data partition and (with --image)
   full image, plus DIR/stations.json with each station's election fingerprint.
 - `verify FILE --keys DIR`: check the signature and the payload as the booth does (every
-  text by `election.text_problem`); print the fingerprint.
+  text by `builder.core.text.text_problem`); print the fingerprint.
 
-Every text of the election is checked by `election.text_problem` before it is signed, and
+Every text of the election is checked by `builder.core.text.text_problem` before it is signed, and
 again by `verify` and `data --envelope` on data signed elsewhere.
 """
 

@@ -17,6 +17,7 @@ from builder.core.canonical import sha256_json
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
+from builder.core.text import text_problem
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ROOTFS_FORMATS = ("squashfs", "erofs")
@@ -55,12 +56,6 @@ DEFAULT_INITRD_MODULES = (
     "usblp",
 )
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-# An organisation's name as the SBOM shows it: one line of printable text (no control,
-# bidi, zero-width or separator characters), no parentheses (SPDX puts a contact
-# address in them), at most 200 characters.
-_SUPPLIER_RE = re.compile(
-    "^[^\x00-\x1f\x7f-\x9f()\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]{1,200}\\Z"
-)
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -317,7 +312,16 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
 
     supplier = None
     if "supplier" in top:
-        supplier = reader.string(top["supplier"], "supplier", _SUPPLIER_RE) or None
+        supplier = reader.string(top["supplier"], "supplier") or None
+        if supplier is not None:
+            # Shown to people: the election-text rule, and no parentheses (SPDX keeps
+            # them for a contact address).
+            problem = text_problem(supplier)
+            if problem is None and ("(" in supplier or ")" in supplier):
+                problem = "has a parenthesis"
+            if problem is not None:
+                reader.error("supplier", f"{supplier!r} {problem}")
+                supplier = None
 
     if reader.problems:
         raise ValidationErrors(reader.problems)

@@ -19,7 +19,6 @@ import io
 import json
 import re
 import struct
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from builder.core.canonical import canonical_json
 from builder.core.errors import InputError, ValidationErrors, VerificationFailed
 from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
+from builder.core.text import text_problem
 from builder.trust.dsse import Envelope, new_envelope, parse_envelope
 from builder.trust.keys import PublicKey, SigningKey
 
@@ -42,34 +42,6 @@ CHOOSE = ("list", "candidate")
 # \Z, not $: `$` also matches before a final newline, which would reach the screen.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
-MAX_TEXT_LENGTH = 200
-# Texts are shown on the voter's screen and ballot (docs/election-data.md, "Text shown
-# to the voter"); the booth applies the same rule with its own code (booth/text.py).
-# Refused by category: controls (C0, DEL, C1: escape sequences), format characters (bidi
-# controls, zero-width characters, BOM, soft hyphen, tags), surrogates, private use,
-# unassigned code points, line and paragraph separators.
-_REFUSED_CATEGORIES = {
-    "Cc": "a control character",
-    "Cf": "an invisible format character (bidi control, zero-width or similar)",
-    "Cs": "a surrogate",
-    "Co": "a private-use character",
-    "Cn": "an unassigned character",
-    "Zl": "a line separator",
-    "Zp": "a paragraph separator",
-}
-# Default-ignorable code points outside those categories: fillers and variation
-# selectors that a terminal shows as nothing.
-_INVISIBLE_RANGES = (
-    (0x034F, 0x034F),  # combining grapheme joiner
-    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers
-    (0x17B4, 0x17B5),  # Khmer inherent vowels
-    (0x180B, 0x180D),  # Mongolian free variation selectors
-    (0x180F, 0x180F),
-    (0x3164, 0x3164),  # Hangul filler
-    (0xFE00, 0xFE0F),  # variation selectors
-    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler
-    (0xE0100, 0xE01EF),  # variation selectors supplement
-)
 
 
 @dataclass(frozen=True)
@@ -268,25 +240,6 @@ def _station_entries(
         seen.add(station_id)
         stations.append(Station(station_id, name, races))
     return tuple(stations)
-
-
-def text_problem(text: str) -> str | None:
-    """Why `text` may not be shown to a voter, or None if it may: at most
-    `MAX_TEXT_LENGTH` characters, not blank, no control, format (bidi, zero-width),
-    separator, private-use, unassigned or invisible character. Accented letters and
-    every script are allowed. The reason names a character by its code point only."""
-    if len(text) > MAX_TEXT_LENGTH:
-        return f"is {len(text)} characters long, more than {MAX_TEXT_LENGTH}"
-    for position, char in enumerate(text, start=1):
-        refused = _REFUSED_CATEGORIES.get(unicodedata.category(char))
-        code = ord(char)
-        if refused is None and any(low <= code <= high for low, high in _INVISIBLE_RANGES):
-            refused = "an invisible character"
-        if refused is not None:
-            return f"contains {refused} (U+{code:04X}) at character {position}"
-    if not text.strip():
-        return "is empty or only spaces"
-    return None
 
 
 def _name(reader: FieldReader, value: Any, where: str) -> str:

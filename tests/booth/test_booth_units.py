@@ -23,6 +23,7 @@ from booth_helpers import (
     example_payload,
 )
 
+from builder.core import text as builder_text
 from builder.core.canonical import canonical_json
 from builder.station import election as builder_election
 from builder.station import fingerprint as builder_fingerprint
@@ -184,20 +185,20 @@ def test_invalid_payload_is_refused() -> None:
 def test_text_rule_refuses_what_a_voter_must_not_see(kind: str) -> None:
     problem = text.text_problem(HIDDEN_TEXTS[kind])
     assert problem is not None
-    assert problem == builder_election.text_problem(HIDDEN_TEXTS[kind])
+    assert problem == builder_text.text_problem(HIDDEN_TEXTS[kind])
 
 
 @pytest.mark.parametrize("shown", SHOWN_TEXTS)
 def test_text_rule_keeps_accents_and_every_script(shown: str) -> None:
     assert text.text_problem(shown) is None
-    assert builder_election.text_problem(shown) is None
+    assert builder_text.text_problem(shown) is None
 
 
 def test_booth_and_builder_text_rules_agree_on_every_code_point() -> None:
     disagree = [
         f"U+{code:04X}"
         for code in range(0x110000)
-        if text.text_problem(f"a{chr(code)}") != builder_election.text_problem(f"a{chr(code)}")
+        if text.text_problem(f"a{chr(code)}") != builder_text.text_problem(f"a{chr(code)}")
     ]
     assert disagree == []
 
