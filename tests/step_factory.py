@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from archive_factory import FIXED_EPOCH, FakeDeb
 
-from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.pipeline import execute_step
+from builder.build.steps.base import BuildContext, Step, StepOutput, options_json
 from builder.core.canonical import sha256_file
 from builder.core.sandbox import Sandbox
 from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
@@ -87,3 +89,18 @@ def host_tools_output(directory: Path) -> StepOutput:
     return StepOutput(
         name="tools", step_id="host-tools", path=directory, info={}, content_digest="0" * 64
     )
+
+
+def run_step(
+    step: Step[Any, Any], ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path
+) -> dict[str, Any]:
+    """Run `step` as the pipeline does (its options, then run with only those); its facts
+    as JSON."""
+    return execute_step(ctx, step, step.options(ctx, inputs), inputs, out)
+
+
+def options_of(
+    step: Step[Any, Any], ctx: BuildContext, inputs: Mapping[str, StepOutput]
+) -> dict[str, Any]:
+    """`step`'s options as the JSON its id covers."""
+    return options_json(step.options(ctx, inputs))

@@ -17,11 +17,17 @@ from builder.build.manifest import MANIFEST_FORMAT, VerityInfo, package_entry, w
 from builder.build.pipeline import PlannedStep, StepRun, code_digest, plan, run_pipeline
 from builder.build.stepcache import StepCache
 from builder.build.steps.base import BuildContext
+from builder.build.steps.disk import DiskFacts
 from builder.build.steps.overlay_files import overlay_digest
+from builder.build.steps.sbsign import SbsignFacts
+from builder.build.steps.tools import ToolsFacts
+from builder.build.steps.uki import UkiFacts
+from builder.build.steps.verity import VerityFacts
 from builder.core.canonical import sha256_file, sha256_json
 from builder.core.errors import BuildError
 from builder.core.fsutil import atomic_path
 from builder.core.paths import deb_cache_dir, step_cache_dir
+from builder.core.typedjson import to_json
 from builder.source.debcache import DebCache
 from builder.source.lockfile import Lock, check_tools, load_lock_for
 from builder.source.recipe import Recipe
@@ -114,7 +120,7 @@ def _build_in_session(
     manifest_path.unlink(missing_ok=True)
     with atomic_path(image_path) as tmp:
         shutil.copyfile(disk.path / "image.img", tmp)
-        if sha256_file(tmp) != disk.info["sha256"]:
+        if sha256_file(tmp) != disk.facts(DiskFacts).sha256:
             raise BuildError(f"{image_path}: copy does not match the built image")
     manifest = make_manifest(recipe, lock, results, image_name)
     # The root filesystem's file list, published beside the manifest so an observer's
@@ -143,9 +149,11 @@ def copy_output(source: Path, target: Path) -> str:
 def make_manifest(
     recipe: Recipe, lock: Lock, results: dict[str, StepRun], image_name: str
 ) -> dict[str, Any]:
-    disk = results["disk"].output.info
-    uki_step = results["sbsign"] if "sbsign" in results else results["uki"]
-    verity = results["verity"].output.info
+    disk = results["disk"].output.facts(DiskFacts)
+    uki = results["uki"].output.facts(UkiFacts)
+    secure_boot = results["sbsign"].output.facts(SbsignFacts) if "sbsign" in results else None
+    verity = results["verity"].output.facts(VerityFacts)
+    tools = results["tools"].output.facts(ToolsFacts)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": recipe.name,
@@ -173,17 +181,18 @@ def make_manifest(
             }
             for name, run in results.items()
         ],
-        "image": {"file": image_name, "size": disk["size"], "sha256": disk["sha256"]},
-        "partitions": disk["partitions"],
+        "image": {"file": image_name, "size": disk.size, "sha256": disk.sha256},
+        "partitions": to_json(disk.partitions),
         "uki": {
-            "sha256": uki_step.output.info["sha256"],
-            "cmdline": results["uki"].output.info["cmdline"],
-            "kernel_version": results["uki"].output.info["kernel_version"],
+            # The UKI on the disk: the signed one when the recipe asks for Secure Boot.
+            "sha256": secure_boot.sha256 if secure_boot is not None else uki.sha256,
+            "cmdline": uki.cmdline,
+            "kernel_version": uki.kernel_version,
         },
         "verity": VerityInfo.from_step_facts(verity).to_json(),
         "packages": [package_entry(p) for p in lock.packages],
         # The tools tree every byte-producing program ran from: inputs like the packages.
-        "tools": [dict(entry) for entry in results["tools"].output.info["packages"]],
-        "secure_boot": results["sbsign"].output.info if "sbsign" in results else None,
+        "tools": to_json(tools.packages),
+        "secure_boot": to_json(secure_boot),
     }
     return manifest

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.core.canonical import canonical_json
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
 from builder.core.jsonfields import FieldReader, read_json_file
 from builder.source.lockfile import LockedPackage
+
+if TYPE_CHECKING:
+    from builder.build.steps.verity import VerityFacts
 
 # The image's partitions by GPT partition name, in disk order; the last is optional
 # (a recipe's data_partition), the slot for one polling station's election data.
@@ -81,9 +83,9 @@ class VerityInfo:
     hash_algorithm: str
 
     @classmethod
-    def from_step_facts(cls, facts: Mapping[str, Any]) -> VerityInfo:
+    def from_step_facts(cls, facts: VerityFacts) -> VerityInfo:
         """The manifest's verity facts from the verity step's (which has more)."""
-        return cls(**{item.name: facts[item.name] for item in dataclasses.fields(cls)})
+        return cls(**{item.name: getattr(facts, item.name) for item in dataclasses.fields(cls)})
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,7 +12,16 @@ from typing import Any
 
 from builder import __version__
 from builder.build.stepcache import StepCache
-from builder.build.steps.base import BuildContext, Step, StepOutput
+from builder.build.steps.base import (
+    BuildContext,
+    DebStore,
+    Step,
+    StepEnv,
+    StepOutput,
+    declared_packages,
+    facts_json,
+    options_json,
+)
 from builder.build.steps.normalize import clamp_mtimes
 from builder.core.canonical import sha256_json
 from builder.core.errors import BuildError
@@ -23,7 +32,7 @@ from builder.source.recipe import Recipe
 class PlannedStep:
     """A step and where its inputs come from: {input name: producing step name}."""
 
-    step: Step
+    step: Step[Any, Any]
     sources: Mapping[str, str]
 
 
@@ -39,7 +48,7 @@ def plan(recipe: Recipe) -> list[PlannedStep]:
     from builder.build.steps.uki import UkiStep
     from builder.build.steps.verity import VerityStep
 
-    steps: list[Step] = [
+    steps: list[Step[Any, Any]] = [
         ToolsStep(),
         RootfsStep(),
         OverlayStep(),
@@ -76,7 +85,7 @@ def code_digest() -> str:
 
 
 def step_id(
-    step: Step,
+    step: Step[Any, Any],
     options: Mapping[str, Any],
     inputs: Mapping[str, StepOutput],
     source_date_epoch: int,
@@ -127,12 +136,16 @@ def run_pipeline(
         except KeyError as exc:
             raise RuntimeError(f"step {step.name} needs {exc} which runs later") from exc
         options = step.options(ctx, inputs)
-        sid = step_id(step, options, inputs, ctx.source_date_epoch, code)
+        encoded = options_json(options)
+        sid = step_id(step, encoded, inputs, ctx.source_date_epoch, code)
         if on_step is not None:
             on_step(index, len(planned), step.name, sid)
 
         def build(
-            out: Path, step: Step = step, inputs: dict[str, StepOutput] = inputs
+            out: Path,
+            step: Step[Any, Any] = step,
+            options: Any = options,
+            inputs: dict[str, StepOutput] = inputs,
         ) -> dict[str, Any]:
             # The content digest covers modes and mtimes. A fixed umask (the step cache
             # made `out` under the caller's) and mtimes clamped to SOURCE_DATE_EPOCH make
@@ -141,7 +154,7 @@ def run_pipeline(
             old_umask = os.umask(0o022)
             try:
                 os.chmod(out, 0o755)
-                info = step.run(ctx, inputs, out)
+                info = execute_step(ctx, step, options, inputs, out)
                 clamp_mtimes(out, ctx.source_date_epoch)
                 return info
             except BuildError:
@@ -154,6 +167,30 @@ def run_pipeline(
         started = time.monotonic()
         output, cached = cache.get_or_build(step.name, sid, build)
         results[step.name] = StepRun(
-            output, cached, time.monotonic() - started, options, input_digests(inputs)
+            output, cached, time.monotonic() - started, encoded, input_digests(inputs)
         )
     return results
+
+
+def execute_step(
+    ctx: BuildContext,
+    step: Step[Any, Any],
+    options: Any,
+    inputs: Mapping[str, StepOutput],
+    out: Path,
+) -> dict[str, Any]:
+    """Run `step` into `out` with `options` (from `step.options`) and `inputs`, and nothing
+    else the id does not cover; return its facts as JSON."""
+    return facts_json(step.run(options, inputs, step_env(ctx, step, options), out))
+
+
+def step_env(ctx: BuildContext, step: Step[Any, Any], options: Any) -> StepEnv:
+    """What `step.run` may use besides `options` and its inputs: the .debs it reads are
+    only those its options name."""
+    return StepEnv(
+        step=step.name,
+        source_date_epoch=ctx.source_date_epoch,
+        scratch=ctx.scratch,
+        report=ctx.report,
+        deb_path=DebStore(step.name, declared_packages(options), ctx.deb_path),
+    )

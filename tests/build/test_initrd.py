@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from step_factory import host_tools, host_tools_output
+from step_factory import host_tools, host_tools_output, options_of, run_step
 
 from builder.build.steps.base import BuildContext
 from builder.build.steps.elfdeps import library_closure
@@ -185,7 +185,7 @@ def test_real_initrd_is_reproducible_and_its_init_parses(
         out = tmp_path / where / "out"
         out.mkdir(parents=True)
         tools = host_tools_output(tmp_path / where / "tools")
-        info = InitrdStep().run(ctx, {"tools": tools}, out)
+        info = run_step(InitrdStep(), ctx, {"tools": tools}, out)
         outputs.append((out / "initrd.img").read_bytes())
     assert outputs[0] == outputs[1]
     kernel = next(p for p in lock.in_set("boot") if p.name.startswith("linux-image-6"))
@@ -212,7 +212,9 @@ def test_options_name_every_input(tmp_path: Path) -> None:
     package = LockedPackage("busybox-static", "1", "amd64", 1, "a" * 64, "pool/b.deb", ("boot",))
     archive = ArchiveInfo("bookworm", "bookworm", "d", "0" * 64, "k", "amd64", ("main",))
     lock = Lock("hello", "sha256:x", archive, EPOCH, (package,))
-    options = InitrdStep().options(make_ctx(tmp_path, lock, lambda p: tmp_path, "o"), {})
-    assert options["packages"] == [{"name": "busybox-static", "version": "1", "sha256": "a" * 64}]
+    options = options_of(InitrdStep(), make_ctx(tmp_path, lock, lambda p: tmp_path, "o"), {})
+    assert options["packages"] == [
+        {"name": "busybox-static", "version": "1", "architecture": "amd64", "sha256": "a" * 64}
+    ]
     assert "dm_verity" in options["modules"]
     assert len(options["init_sha256"]) == 64

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from step_factory import host_tools_output, make_context
+from step_factory import host_tools_output, make_context, options_of, run_step
 
 from builder.build.steps.base import StepOutput
 from builder.build.steps.overlay import OverlayStep, template_variables
@@ -336,7 +336,7 @@ def test_overlay_step_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
 
-    info = OverlayStep().run(ctx, inputs, out)
+    info = run_step(OverlayStep(), ctx, inputs, out)
 
     tree = out / "tree"
     assert info["overlay_files"] == ["etc/booth.conf", "etc/hosts"]
@@ -356,7 +356,7 @@ def test_overlay_step_options_track_overlay_content_not_checkout_path(tmp_path: 
     def options_for(project: Path, text: str) -> dict[str, object]:
         write(project / "overlays/common/etc/motd", text)
         ctx = make_context(write_step_recipe(project), {}, tmp_path / "s", epoch=EPOCH)
-        return OverlayStep().options(ctx, {})
+        return options_of(OverlayStep(), ctx, {})
 
     here = options_for(tmp_path / "a", "one\n")
     elsewhere = options_for(tmp_path / "b" / "deeper", "one\n")

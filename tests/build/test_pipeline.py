@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -10,7 +11,7 @@ import pytest
 
 from builder.build.pipeline import PlannedStep, run_pipeline
 from builder.build.stepcache import StepCache
-from builder.build.steps.base import BuildContext, Step, StepOutput
+from builder.build.steps.base import BuildContext, Step, StepEnv, StepOutput
 from builder.source.lockfile import Lock
 from builder.source.recipe import Recipe
 
@@ -27,15 +28,27 @@ class _Recorded:
         self.requires = requires
         self.runs = runs
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {"setting": dict(ctx.recipe.variables).get(self.name, "default")}
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> _Setting:
+        return _Setting(dict(ctx.recipe.variables).get(self.name, "default"))
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+    def run(
+        self, options: _Setting, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> _Parts:
         self.runs.append(self.name)
-        parts = [str(self.options(ctx, inputs)["setting"])]
+        parts = [options.setting]
         parts += [(inputs[name].path / "data").read_text() for name in sorted(inputs)]
         (out / "data").write_text("|".join(parts))
-        return {"parts": len(parts)}
+        return _Parts(len(parts))
+
+
+@dataclass(frozen=True)
+class _Setting:
+    setting: str
+
+
+@dataclass(frozen=True)
+class _Parts:
+    parts: int
 
 
 class _FakeRecipe:
@@ -61,7 +74,7 @@ def _plan(runs: list[str]) -> list[PlannedStep]:
         _Recorded("initrd", (), runs),
         _Recorded("image", ("overlay", "initrd"), runs),
     ]
-    return [PlannedStep(cast(Step, s), {n: n for n in s.requires}) for s in steps]
+    return [PlannedStep(cast(Step[Any, Any], s), {n: n for n in s.requires}) for s in steps]
 
 
 def test_nothing_changed_reruns_nothing(tmp_path: Path) -> None:

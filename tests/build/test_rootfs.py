@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from archive_factory import FIXED_EPOCH, FakeDeb, make_deb
-from step_factory import host_tools_output, locked_fake, make_context
+from step_factory import host_tools_output, locked_fake, make_context, options_of, run_step
 
 from builder.build.steps.base import BuildContext, StepOutput
 from builder.build.steps.overlay import OverlayStep
@@ -75,7 +75,7 @@ def small_debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FakeDeb]:
 def run_rootfs(ctx: BuildContext, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True)
     tools = host_tools_output(out.with_name(out.name + "-tools"))
-    return RootfsStep().run(ctx, {"tools": tools}, out)
+    return run_step(RootfsStep(), ctx, {"tools": tools}, out)
 
 
 @needs_root
@@ -225,12 +225,12 @@ def test_options_name_every_locked_deb_by_digest(
     )
     changed = make_context(recipe, {tool: Path(), other_lib: Path()}, tmp_path / "s")
 
-    options = RootfsStep().options(ctx, {})
+    options = options_of(RootfsStep(), ctx, {})
 
     assert options["variant"] == "extract"
     assert options["include"] == ["tool"]
     assert [p["name"] for p in options["packages"]] == ["libtool1", "tool"]
-    assert options != RootfsStep().options(changed, {})
+    assert options != options_of(RootfsStep(), changed, {})
     assert str(tmp_path) not in repr(options)
 
 
@@ -313,7 +313,7 @@ def test_real_essential_variant_is_exact_and_independent_of_time_zone_and_direct
         (base / "overlay").mkdir()
         rootfs = StepOutput("rootfs", "0" * 64, base / "rootfs", info, "")
         tools_tree = host_tools_output(base / "tools")
-        OverlayStep().run(first, {"rootfs": rootfs, "tools": tools_tree}, base / "overlay")
+        run_step(OverlayStep(), first, {"rootfs": rootfs, "tools": tools_tree}, base / "overlay")
     normal = tmp_path / "one" / "overlay" / "tree"
     assert tree_listing(normal, mtimes=True) == tree_listing(
         tmp_path / "two" / "overlay" / "tree", mtimes=True

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 from image_factory import make_pe, write_pe
-from step_factory import host_tools, host_tools_output
+from step_factory import host_tools, host_tools_output, options_of, run_step
 
 from builder.build.image import BuildResult, build_image
 from builder.build.steps.base import BuildContext, StepOutput
@@ -157,6 +157,7 @@ def _context(tmp_path: Path, published: bytes | None = None) -> BuildContext:
             source_date_epoch=EPOCH,
             scratch=scratch,
             report=lambda line: None,
+            deb_path=lambda package: tmp_path / "no-debs",
             secure_boot_signature=published,
         ),
     )
@@ -173,7 +174,7 @@ def _uki_output(tmp_path: Path) -> StepOutput:
 def _run_step(ctx: BuildContext, uki: StepOutput, out: Path) -> dict[str, Any]:
     out.mkdir()
     tools = host_tools_output(out.with_name(out.name + "-tools"))
-    return SbsignStep().run(ctx, {"uki": uki, "tools": tools}, out)
+    return run_step(SbsignStep(), ctx, {"uki": uki, "tools": tools}, out)
 
 
 def test_step_signs_and_publishes_the_blob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,7 +190,7 @@ def test_step_signs_and_publishes_the_blob(tmp_path: Path, monkeypatch: pytest.M
     assert list(ctx.scratch.iterdir()) == []  # the decrypted key is gone
     again = _run_step(ctx, uki, tmp_path / "two")
     assert again == info
-    assert SbsignStep().options(ctx, {"uki": uki})["signing_time"] == EPOCH
+    assert options_of(SbsignStep(), ctx, {"uki": uki})["signing_time"] == EPOCH
 
 
 def test_step_needs_the_passphrase_of_an_encrypted_key(
@@ -233,8 +234,8 @@ def test_observer_without_the_key_attaches_the_published_signature(
         tmp_path / "release" / "BOOTX64.EFI"
     ).read_bytes()
     # The attached signature is among the step's options, so it is part of the step id.
-    assert SbsignStep().options(from_manifest, {"uki": uki}) != SbsignStep().options(
-        ctx, {"uki": uki}
+    assert options_of(SbsignStep(), from_manifest, {"uki": uki}) != options_of(
+        SbsignStep(), ctx, {"uki": uki}
     )
 
     # Or from the published signature.bin.

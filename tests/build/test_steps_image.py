@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from image_factory import make_pe
-from step_factory import host_tools, host_tools_output
+from step_factory import host_tools, host_tools_output, options_of
+from step_factory import run_step as step_facts
 
-from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.steps.base import BuildContext, StepOutput, facts_json
 from builder.build.steps.disk import DiskStep
 from builder.build.steps.esp import FAT32_MIN_MIB, EspStep, esp_size_mib, make_esp
+from builder.build.steps.initrd import InitrdFacts
 from builder.build.steps.rootimage import RootImageStep, make_squashfs
 from builder.build.steps.uki import (
     UkiStep,
@@ -25,7 +27,7 @@ from builder.build.steps.uki import (
     kernel_package,
     os_release,
 )
-from builder.build.steps.verity import VerityStep
+from builder.build.steps.verity import VerityFacts, VerityStep
 from builder.core.canonical import sha256_file
 from builder.core.errors import BuildError, InputError
 from builder.core.tools import run_tool
@@ -122,13 +124,23 @@ def given(name: str, path: Path, info: Mapping[str, Any] | None = None) -> StepO
     return StepOutput(name, hashlib.sha256(str(path).encode()).hexdigest(), path, info or {}, "d")
 
 
+def verity_info(root_hash: str, salt: str, data_blocks: int) -> dict[str, Any]:
+    """The verity step's facts for a root image of `data_blocks` blocks."""
+    return facts_json(VerityFacts(root_hash, salt, "uuid", data_blocks, 4096, 4096, "sha256"))
+
+
+def initrd_info(kernel_version: str) -> dict[str, Any]:
+    """The initrd step's facts for an initrd holding no modules."""
+    return facts_json(InitrdFacts(kernel_version, (), (), "0" * 64, 6))
+
+
 def run_step(
     step: Any, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path
 ) -> StepOutput:
     out.mkdir(parents=True)
     # The host's tools stand in for the tools tree (see step_factory.HOST_TOOLS_TREE).
     inputs = {"tools": host_tools_output(out.with_name(out.name + "-tools")), **inputs}
-    info = step.run(ctx, inputs, out)
+    info = step_facts(step, ctx, inputs, out)
     return StepOutput(step.name, hashlib.sha256(str(out).encode()).hexdigest(), out, info, "d")
 
 
@@ -270,7 +282,7 @@ def test_verity_is_reproducible(tmp_path: Path) -> None:
 
 def test_kernel_command_line_appends_boothkey_parameters(tmp_path: Path) -> None:
     recipe = make_recipe(tmp_path, fmt="erofs", compression="lz4")
-    verity = {"root_hash": "ab" * 32, "salt": "cd" * 32, "data_blocks": 42}
+    verity = VerityFacts("ab" * 32, "cd" * 32, "uuid", 42, 4096, 4096, "sha256")
     assert kernel_command_line(recipe, verity) == (
         f"console=ttyS0 quiet boothkey.roothash={'ab' * 32} boothkey.salt={'cd' * 32} "
         "boothkey.datablocks=42 boothkey.fstype=erofs boothkey.init=/sbin/init"
@@ -380,7 +392,7 @@ def _disk_inputs(tmp_path: Path, where: str) -> dict[str, StepOutput]:
     return {
         "esp": given("esp", base / "esp"),
         "rootimage": given("rootimage", base / "rootimage", {"format": "squashfs"}),
-        "verity": given("verity", base / "verity", {"root_hash": root_hash}),
+        "verity": given("verity", base / "verity", verity_info(root_hash, "00", 3)),
     }
 
 
@@ -456,7 +468,7 @@ def test_whole_chain_twice_gives_identical_bytes(tmp_path: Path) -> None:
         kernel = base / "vmlinuz"
         kernel.write_bytes(b"MZkernel" * 1000)
         cmdline = base / "cmdline.txt"
-        cmdline.write_text(kernel_command_line(recipe, verity.info))
+        cmdline.write_text(kernel_command_line(recipe, verity.facts(VerityFacts)))
         osrel = base / "os-release"
         osrel.write_text(os_release(recipe))
         sections = {".osrel": osrel, ".cmdline": cmdline, ".initrd": initrd, ".linux": kernel}
@@ -508,7 +520,7 @@ def test_uki_from_real_debs(tmp_path: Path, real_boot_debs: dict[str, Path]) -> 
     )
     lock = make_lock(packages)
     recipe = make_recipe(tmp_path)
-    verity_info = {"root_hash": "12" * 32, "salt": "34" * 32, "data_blocks": 7}
+    verity = verity_info("12" * 32, "34" * 32, 7)
     results = []
     for where in ("a", "b"):
         base = tmp_path / where
@@ -522,10 +534,10 @@ def test_uki_from_real_debs(tmp_path: Path, real_boot_debs: dict[str, Path]) -> 
             next((kernel_tree / "boot").glob("vmlinuz-*")).read_bytes()
         )
         inputs = {
-            "verity": given("verity", base, verity_info),
-            "initrd": given("initrd", initrd, {"kernel_version": kernel_name[12:]}),
+            "verity": given("verity", base, verity),
+            "initrd": given("initrd", initrd, initrd_info(kernel_name[12:])),
         }
-        options = UkiStep().options(ctx, inputs)
+        options = options_of(UkiStep(), ctx, inputs)
         assert options["kernel"]["name"] == kernel_name
         results.append(run_step(UkiStep(), ctx, inputs, base / "uki"))
     first, second = results
@@ -584,10 +596,9 @@ def _uki_inputs(
     (initrd / "initrd.img").write_bytes(b"initrd")
     if kernel is not None:
         (initrd / "vmlinuz").write_bytes(kernel)
-    verity_info = {"root_hash": "ab" * 32, "salt": "01", "data_blocks": 1}
     return {
-        "verity": given("verity", tmp_path, verity_info),
-        "initrd": given("initrd", initrd, {"kernel_version": initrd_kernel}),
+        "verity": given("verity", tmp_path, verity_info("ab" * 32, "01", 1)),
+        "initrd": given("initrd", initrd, initrd_info(initrd_kernel)),
     }
 
 
@@ -622,4 +633,4 @@ def test_uki_step_names_a_missing_stub_package(tmp_path: Path) -> None:
         )
     }
     with pytest.raises(InputError, match="'systemd-boot-efi' is not in the boot set"):
-        UkiStep().options(ctx, inputs)
+        options_of(UkiStep(), ctx, inputs)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 from archive_factory import FakeDeb, make_deb
-from step_factory import locked_fake, make_context
+from step_factory import locked_fake, make_context, options_of, run_step
 
 from builder.build.steps.base import BuildContext
 from builder.build.steps.tools import ToolsStep
@@ -74,7 +74,7 @@ def tools_context(debs: list[FakeDeb], scratch: Path) -> BuildContext:
 
 def run_tools(ctx: BuildContext, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True)
-    return ToolsStep().run(ctx, {}, out)
+    return run_step(ToolsStep(), ctx, {}, out)
 
 
 def test_tree_is_merged_usr_with_accounts_and_awk(
@@ -123,7 +123,7 @@ def test_same_debs_give_the_same_tree_in_any_order_and_directory(
     debs = list(tool_debs.values())
     first = tools_context(debs, tmp_path / "a" / "scratch")
     second = tools_context(list(reversed(debs)), tmp_path / "b" / "deeper" / "scratch")
-    assert ToolsStep().options(first, {}) == ToolsStep().options(second, {})
+    assert options_of(ToolsStep(), first, {}) == options_of(ToolsStep(), second, {})
     one = run_tools(first, tmp_path / "a" / "out")
     two = run_tools(second, tmp_path / "b" / "deeper" / "out")
     assert one == two
@@ -134,10 +134,10 @@ def test_options_name_every_tools_deb_by_digest(
     tmp_path: Path, tool_debs: dict[str, FakeDeb]
 ) -> None:
     debs = list(tool_debs.values())
-    options = ToolsStep().options(tools_context(debs, tmp_path / "s"), {})
+    options = options_of(ToolsStep(), tools_context(debs, tmp_path / "s"), {})
     newer = make_deb(tmp_path / "newer", "mawk", "1.3.4-2", executables={"/usr/bin/mawk": b""})
     changed = [newer if deb.name == "mawk" else deb for deb in debs]
-    other = ToolsStep().options(tools_context(changed, tmp_path / "s"), {})
+    other = options_of(ToolsStep(), tools_context(changed, tmp_path / "s"), {})
     assert options != other
     assert {e["sha256"] for e in options["packages"]} ^ {
         e["sha256"] for e in other["packages"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 from builder.build.manifest import (
     DATA_PARTITION,
@@ -21,7 +22,8 @@ from builder.build.manifest import (
     ROOT_PARTITION,
     VERITY_PARTITION,
 )
-from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.steps.base import BuildContext, StepEnv, StepOutput
+from builder.build.steps.verity import VerityFacts
 from builder.core.canonical import CHUNK_SIZE, derive_uuid, sha256_file, update_zeros
 from builder.core.errors import BuildError
 from builder.core.fsutil import atomic_output
@@ -90,26 +92,52 @@ def write_disk(disk: GptDisk, contents: Mapping[str, Path | None], image: Path) 
     return digests
 
 
+@dataclass(frozen=True)
+class DiskOptions:
+    partitions: tuple[str, ...]
+    data_partition_mib: int | None
+    label: str = "gpt"
+    alignment: int = MIB
+
+
+@dataclass(frozen=True)
+class DiskPartition:
+    name: str
+    type: str
+    uuid: str
+    offset: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DiskFacts:
+    size: int
+    sha256: str
+    disk_guid: str
+    partitions: tuple[DiskPartition, ...]
+
+
 class DiskStep:
     name: ClassVar[str] = "disk"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("esp", "rootimage", "verity")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> DiskOptions:
         data = ctx.recipe.data_partition
-        return {
-            "label": "gpt",
-            "alignment": MIB,
-            "partitions": [ESP_PARTITION, ROOT_PARTITION, VERITY_PARTITION]
-            + ([DATA_PARTITION] if data is not None else []),
-            "data_partition_mib": data.size_mib if data is not None else None,
-        }
+        return DiskOptions(
+            partitions=(ESP_PARTITION, ROOT_PARTITION, VERITY_PARTITION)
+            + ((DATA_PARTITION,) if data is not None else ()),
+            data_partition_mib=data.size_mib if data is not None else None,
+        )
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+    def run(
+        self, options: DiskOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> DiskFacts:
         esp = inputs["esp"].path / "esp.img"
         root = inputs["rootimage"].path / "root.img"
         verity = inputs["verity"].path / "verity.img"
-        root_hash = str(inputs["verity"].info["root_hash"])
+        root_hash = inputs["verity"].facts(VerityFacts).root_hash
         if len(root_hash) != 64:
             raise BuildError(f"step disk: verity root hash {root_hash!r} is not sha256 hex")
         esp_sha256 = sha256_file(esp)
@@ -138,37 +166,28 @@ class DiskStep:
             ROOT_PARTITION: root,
             VERITY_PARTITION: verity,
         }
-        data = ctx.recipe.data_partition
-        if data is not None:
+        data_mib = options.data_partition_mib
+        if data_mib is not None:
             requests.append(
                 PartitionRequest(
                     DATA_PARTITION,
                     LINUX_DATA_TYPE,
                     derive_uuid("gpt-partition", DATA_PARTITION, root_hash),
-                    data.size_mib * MIB,
+                    data_mib * MIB,
                 )
             )
             contents[DATA_PARTITION] = None
-        disk_guid = derive_uuid(
-            "gpt-disk", esp_sha256, root_hash, str(data.size_mib if data else 0)
-        )
+        disk_guid = derive_uuid("gpt-disk", esp_sha256, root_hash, str(data_mib or 0))
         disk = layout_disk(disk_guid, requests)
         image = out / "image.img"
-        ctx.report(f"writing the disk image ({disk.size // MIB} MiB)")
+        env.report(f"writing the disk image ({disk.size // MIB} MiB)")
         digests = write_disk(disk, contents, image)
-        return {
-            "size": disk.size,
-            "sha256": sha256_file(image),
-            "disk_guid": disk.disk_guid,
-            "partitions": [
-                {
-                    "name": part.name,
-                    "type": part.type_guid,
-                    "uuid": part.uuid,
-                    "offset": part.offset,
-                    "size": part.size,
-                    "sha256": digest,
-                }
+        return DiskFacts(
+            size=disk.size,
+            sha256=sha256_file(image),
+            disk_guid=disk.disk_guid,
+            partitions=tuple(
+                DiskPartition(part.name, part.type_guid, part.uuid, part.offset, part.size, digest)
                 for part, digest in zip(disk.partitions, digests, strict=True)
-            ],
-        }
+            ),
+        )

@@ -16,10 +16,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import BuildContext, StepEnv, StepOutput, tools_sandbox
 from builder.core.canonical import derive_hex, sha256_file
 from builder.core.errors import BuildError
 from builder.core.sandbox import Sandbox
@@ -94,29 +95,40 @@ def make_esp(tools: Sandbox, loader: Path, image: Path, epoch: int, scratch: Pat
     return size
 
 
+@dataclass(frozen=True)
+class EspOptions:
+    filesystem: str = "fat32"
+    sector_size: int = SECTOR_SIZE
+    label: str = VOLUME_LABEL
+    loader_path: str = "/".join(LOADER_PATH)
+
+
+@dataclass(frozen=True)
+class EspFacts:
+    size: int
+    loader_sha256: str
+
+
 class EspStep:
     name: ClassVar[str] = "esp"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools", "uki")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {
-            "filesystem": "fat32",
-            "sector_size": SECTOR_SIZE,
-            "label": VOLUME_LABEL,
-            "loader_path": "/".join(LOADER_PATH),
-        }
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> EspOptions:
+        return EspOptions()
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+    def run(
+        self, options: EspOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> EspFacts:
         loader = inputs["uki"].path / "BOOTX64.EFI"
         if not loader.is_file():
             raise BuildError(f"step esp: no {loader} from step {inputs['uki'].name}")
-        ctx.scratch.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="esp-", dir=ctx.scratch))
+        env.scratch.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="esp-", dir=env.scratch))
         try:
             size = make_esp(
-                tools_sandbox(ctx, inputs), loader, out / "esp.img", ctx.source_date_epoch, staging
+                tools_sandbox(env, inputs), loader, out / "esp.img", env.source_date_epoch, staging
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return {"size": size, "loader_sha256": sha256_file(loader)}
+        return EspFacts(size, sha256_file(loader))

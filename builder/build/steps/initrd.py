@@ -17,9 +17,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import (
+    BuildContext,
+    DebInput,
+    StepEnv,
+    StepOutput,
+    deb_inputs,
+    tools_sandbox,
+)
 from builder.build.steps.debextract import extract_deb
 from builder.build.steps.elfdeps import library_closure, resolve_in_tree
 from builder.build.steps.kmod import load_kernel_modules, read_module, resolve_load_order
@@ -40,35 +47,56 @@ SKELETON_DIRS = ("bin", "dev", "lib/modules/boothkey", "newroot", "proc", "run",
 ZSTD_LEVEL = 19
 
 
+@dataclass(frozen=True)
+class InitrdOptions:
+    packages: tuple[DebInput, ...]  # the lock's boot set, unpacked in this order
+    modules: tuple[str, ...]
+    init_sha256: str  # initrd_init.sh (boothkey's own source, also in every id)
+    compression: str = f"zstd-{ZSTD_LEVEL}"
+
+
+@dataclass(frozen=True)
+class SkippedModule:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class InitrdFacts:
+    kernel_version: str
+    modules: tuple[str, ...]
+    skipped_modules: tuple[SkippedModule, ...]
+    sha256: str
+    size: int
+
+
 class InitrdStep:
     name: ClassVar[str] = "initrd"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools",)
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {
-            "packages": [
-                {"name": p.name, "version": p.version, "sha256": p.sha256}
-                for p in ctx.lock.in_set("boot")
-            ],
-            "modules": list(ctx.recipe.boot.initrd_modules),
-            "init_sha256": sha256_file(INIT_SCRIPT),
-            "compression": f"zstd-{ZSTD_LEVEL}",
-        }
-
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        packages = ctx.lock.in_set("boot")
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> InitrdOptions:
+        packages = deb_inputs(ctx.lock.in_set("boot"))
         if not packages:
             raise BuildError(f"{ctx.lock.recipe_name}: the lock has no packages in the boot set")
-        ctx.scratch.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="initrd-", dir=ctx.scratch))
+        return InitrdOptions(
+            packages=packages,
+            modules=tuple(ctx.recipe.boot.initrd_modules),
+            init_sha256=sha256_file(INIT_SCRIPT),
+        )
+
+    def run(
+        self, options: InitrdOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> InitrdFacts:
+        env.scratch.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="initrd-", dir=env.scratch))
         try:
             staging = work / "packages"
-            for package in sorted(packages, key=lambda p: (p.name, p.architecture)):
-                extract_deb(ctx.deb_path(package), staging)
+            for package in options.packages:
+                extract_deb(env.deb_path(package.package), staging)
             image = work / "initrd"
-            contents = assemble_initrd_tree(staging, image, ctx.recipe.boot.initrd_modules)
-            data = pack_initrd(tools_sandbox(ctx, inputs), image, ctx.source_date_epoch)
+            contents = assemble_initrd_tree(staging, image, options.modules)
+            data = pack_initrd(tools_sandbox(env, inputs), image, env.source_date_epoch)
             # The kernel these modules belong to, for the UKI: one unpacking of the
             # kernel package serves both, so they cannot disagree.
             copy_kernel_image(staging, contents.kernel_version, out / KERNEL_IMAGE)
@@ -76,16 +104,14 @@ class InitrdStep:
             shutil.rmtree(work, ignore_errors=True)
         write_atomic(out / "initrd.img", data)
         for name, reason in contents.skipped_modules:
-            ctx.report(f"initrd: module {name} skipped: {reason}")
-        return {
-            "kernel_version": contents.kernel_version,
-            "modules": list(contents.modules),
-            "skipped_modules": [
-                {"name": name, "reason": reason} for name, reason in contents.skipped_modules
-            ],
-            "sha256": sha256_bytes(data),
-            "size": len(data),
-        }
+            env.report(f"initrd: module {name} skipped: {reason}")
+        return InitrdFacts(
+            kernel_version=contents.kernel_version,
+            modules=tuple(contents.modules),
+            skipped_modules=tuple(SkippedModule(n, r) for n, r in contents.skipped_modules),
+            sha256=sha256_bytes(data),
+            size=len(data),
+        )
 
 
 def copy_kernel_image(staging: Path, kernel_version: str, target: Path) -> None:

@@ -8,19 +8,19 @@ recipe's file rules applied, and the tree normalised
 removed; mtimes clamped). Files written by overlays are never removed by
 normalisation, so an overlay may ship its own /etc/hostname or /etc/hosts.
 
-Info: {"overlay_files": [tree paths written by overlays],
-       "file_rules": [tree paths changed by file rules],
-       "normalized": [tree paths removed or rewritten by normalisation]}.
+Facts: OverlayFacts, the tree paths written by overlays, changed by file rules,
+and removed or rewritten by normalisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from builder.build.filelist import FILE_LIST_NAME, file_list_bytes
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import BuildContext, StepEnv, StepOutput, covered_by, tools_sandbox
 from builder.build.steps.normalize import normalize_tree
 from builder.build.steps.overlay_files import (
     apply_file_rules,
@@ -30,7 +30,7 @@ from builder.build.steps.overlay_files import (
 )
 from builder.core.errors import BuildError, InputError
 from builder.core.fsutil import write_atomic
-from builder.source.recipe import Recipe
+from builder.source.recipe import FileRule, Recipe
 
 
 def template_variables(recipe: Recipe) -> dict[str, Any]:
@@ -51,61 +51,70 @@ def _shown_overlay(recipe: Recipe, overlay: Path) -> str:
         return overlay.name
 
 
+@dataclass(frozen=True)
+class OverlaySource:
+    """An overlay directory: shown relative to the project (so neither messages nor ids
+    carry the checkout's path), its content covered by `digest`."""
+
+    path: str
+    digest: str
+    source: Path = covered_by("digest")
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    overlays: tuple[OverlaySource, ...]
+    variables: Mapping[str, Any]
+    files: tuple[FileRule, ...]
+    recipe_file: str  # the recipe's file name, for messages about file rules
+
+
+@dataclass(frozen=True)
+class OverlayFacts:
+    overlay_files: tuple[str, ...]
+    file_rules: tuple[str, ...]
+    normalized: tuple[str, ...]
+
+
 class OverlayStep:
     name: ClassVar[str] = "overlay"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools", "rootfs")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> OverlayOptions:
         recipe = ctx.recipe
-        return {
-            "overlays": [
-                {"path": _shown_overlay(recipe, path), "digest": overlay_digest(path)}
+        return OverlayOptions(
+            overlays=tuple(
+                OverlaySource(_shown_overlay(recipe, path), overlay_digest(path), path)
                 for path in recipe.overlays
-            ],
-            "variables": _plain(template_variables(recipe)),
-            "files": [
-                {"path": r.path, "mode": r.mode, "owner": r.owner, "group": r.group}
-                for r in recipe.files
-            ],
-        }
+            ),
+            variables=template_variables(recipe),
+            files=recipe.files,
+            recipe_file=recipe.path.name,
+        )
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        recipe = ctx.recipe
+    def run(
+        self, options: OverlayOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> OverlayFacts:
         source = inputs["rootfs"].path / "tree"
         if not source.is_dir():
             raise BuildError(f"step overlay: the rootfs step produced no tree at {source}")
         tree = out / "tree"
-        ctx.report("copying the root filesystem")
-        copy_tree(tools_sandbox(ctx, inputs), source, tree)
-        variables = template_variables(recipe)
+        env.report("copying the root filesystem")
+        copy_tree(tools_sandbox(env, inputs), source, tree)
         written: list[str] = []
-        for overlay in recipe.overlays:
-            shown = _shown_overlay(recipe, overlay)
-            ctx.report(f"applying overlay {shown}")
-            written += apply_overlay(overlay, tree, variables, shown)
-        ruled = apply_file_rules(tree, recipe.files, recipe.path.name)
-        ctx.report("normalising the root filesystem")
+        for overlay in options.overlays:
+            env.report(f"applying overlay {overlay.path}")
+            written += apply_overlay(overlay.source, tree, options.variables, overlay.path)
+        ruled = apply_file_rules(tree, options.files, options.recipe_file)
+        env.report("normalising the root filesystem")
         changed = normalize_tree(
             tree,
-            ctx.source_date_epoch,
+            env.source_date_epoch,
             keep={*written, *ruled},
-            forbidden=[str(ctx.scratch), str(out), *(str(p) for p in recipe.overlays)],
+            forbidden=[str(env.scratch), str(out), *(str(o.source) for o in options.overlays)],
         )
         # The published file list is made here, once: a cached overlay output (verified
         # on every use) then carries it, and a no-change rebuild need not list the tree.
         write_atomic(out / FILE_LIST_NAME, file_list_bytes(tree))
-        return {
-            "overlay_files": sorted(set(written)),
-            "file_rules": ruled,
-            "normalized": changed,
-        }
-
-
-def _plain(value: Any) -> Any:
-    """Variables as plain JSON (the recipe freezes them into read-only mappings and tuples)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+        return OverlayFacts(tuple(sorted(set(written))), tuple(ruled), tuple(changed))

@@ -12,7 +12,7 @@ build host (/etc/hostname, /etc/resolv.conf) or writes about the build
 installed package set is compared with the lock: a package installed but not
 locked, or locked but not installed, fails the step naming it.
 
-Info: {"packages": [{"name", "version", "architecture"}]} sorted by name.
+Facts: RootfsFacts, the installed packages by name, version and architecture.
 """
 
 from __future__ import annotations
@@ -21,10 +21,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import (
+    BuildContext,
+    DebInput,
+    StepEnv,
+    StepOutput,
+    deb_inputs,
+    tools_sandbox,
+)
 from builder.build.steps.localrepo import make_local_repo
 from builder.build.steps.normalize import check_no_build_paths, clamp_mtimes
 from builder.core.errors import BuildError, ToolError
@@ -52,53 +60,69 @@ _HOST_FILES = (
 Package = tuple[str, str, str]  # (name, version, architecture)
 
 
+@dataclass(frozen=True)
+class RootfsOptions:
+    codename: str
+    suite: str
+    architecture: str
+    variant: str
+    include: tuple[str, ...]
+    packages: tuple[DebInput, ...]
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    name: str
+    version: str
+    architecture: str
+
+
+@dataclass(frozen=True)
+class RootfsFacts:
+    packages: tuple[InstalledPackage, ...]
+
+
 class RootfsStep:
     name: ClassVar[str] = "rootfs"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools",)
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> RootfsOptions:
         recipe = ctx.recipe
-        return {
-            "codename": ctx.lock.archive.codename,
-            "suite": ctx.lock.archive.suite,
-            "architecture": recipe.distribution.architecture,
-            "variant": recipe.rootfs.variant,
-            "include": list(recipe.rootfs_roots()),
-            "packages": [
-                {
-                    "name": p.name,
-                    "version": p.version,
-                    "architecture": p.architecture,
-                    "sha256": p.sha256,
-                }
-                for p in sorted(ctx.lock.in_set("rootfs"), key=lambda p: (p.name, p.architecture))
-            ],
-        }
-
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        locked = ctx.lock.in_set("rootfs")
-        if not locked:
+        packages = deb_inputs(ctx.lock.in_set("rootfs"))
+        if not packages:
             raise BuildError("step rootfs: the lock has no packages in the rootfs set")
-        variant = ctx.recipe.rootfs.variant
-        archive = ctx.lock.archive
-        repo_dir = Path(tempfile.mkdtemp(prefix="rootfs-repo-", dir=ctx.scratch))
+        return RootfsOptions(
+            codename=ctx.lock.archive.codename,
+            suite=ctx.lock.archive.suite,
+            architecture=recipe.distribution.architecture,
+            variant=recipe.rootfs.variant,
+            include=tuple(recipe.rootfs_roots()),
+            packages=packages,
+        )
+
+    def run(
+        self, options: RootfsOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> RootfsFacts:
+        locked = [p.package for p in options.packages]
+        variant = options.variant
+        repo_dir = Path(tempfile.mkdtemp(prefix="rootfs-repo-", dir=env.scratch))
         tree = out / "tree"
         try:
-            ctx.report(f"installing {len(locked)} packages with mmdebstrap ({variant})")
+            env.report(f"installing {len(locked)} packages with mmdebstrap ({variant})")
             repo = make_local_repo(
-                locked, ctx.deb_path, repo_dir, suite=archive.suite, codename=archive.codename
+                locked, env.deb_path, repo_dir, suite=options.suite, codename=options.codename
             )
             run_mmdebstrap(
-                tools_sandbox(ctx, inputs),
+                tools_sandbox(env, inputs),
                 tree,
                 log=repo_dir.with_suffix(".log"),
                 repo=repo.root,
-                codename=archive.codename,
+                codename=options.codename,
                 variant=variant,
-                include=ctx.recipe.rootfs_roots(),
-                architecture=ctx.recipe.distribution.architecture,
-                source_date_epoch=ctx.source_date_epoch,
+                include=options.include,
+                architecture=options.architecture,
+                source_date_epoch=env.source_date_epoch,
             )
             installed = (
                 extracted_packages(tree) if variant == "extract" else installed_packages(tree)
@@ -107,16 +131,11 @@ class RootfsStep:
             for rel in _HOST_FILES:
                 (tree / rel).unlink(missing_ok=True)
             check_merged_usr(tree)
-            check_no_build_paths(tree, [str(repo_dir), str(ctx.scratch), str(out)])
-            clamp_mtimes(tree, ctx.source_date_epoch)
+            check_no_build_paths(tree, [str(repo_dir), str(env.scratch), str(out)])
+            clamp_mtimes(tree, env.source_date_epoch)
         finally:
             shutil.rmtree(repo_dir, ignore_errors=True)
-        return {
-            "packages": [
-                {"name": name, "version": version, "architecture": arch}
-                for name, version, arch in sorted(installed)
-            ]
-        }
+        return RootfsFacts(tuple(InstalledPackage(*entry) for entry in sorted(installed)))
 
 
 def run_mmdebstrap(

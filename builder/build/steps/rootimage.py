@@ -9,10 +9,11 @@ tree's content digest, so the same tree always gives the same bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import BuildContext, StepEnv, StepOutput, tools_sandbox
 from builder.core.canonical import derive_uuid
 from builder.core.errors import BuildError
 from builder.core.sandbox import Sandbox
@@ -81,34 +82,43 @@ def make_erofs(
     tools.run(argv, binds=[tree], writable=[image.parent])
 
 
+@dataclass(frozen=True)
+class RootImageOptions:
+    format: str  # squashfs or erofs
+    compression: str
+    compression_level: int | None  # None: the tool's default
+
+
+@dataclass(frozen=True)
+class RootImageFacts:
+    format: str
+    size: int
+
+
 class RootImageStep:
     name: ClassVar[str] = "rootimage"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools", "overlay")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {
-            "format": ctx.recipe.rootfs.format,
-            "compression": ctx.recipe.rootfs.compression,
-            "compression_level": ctx.recipe.rootfs.compression_level,
-        }
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> RootImageOptions:
+        rootfs = ctx.recipe.rootfs
+        return RootImageOptions(rootfs.format, rootfs.compression, rootfs.compression_level)
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+    def run(
+        self, options: RootImageOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> RootImageFacts:
         tree = inputs["overlay"].path / "tree"
         if not tree.is_dir():
             raise BuildError(f"step rootimage: the overlay step produced no tree at {tree}")
-        fmt = ctx.recipe.rootfs.format
-        compression = ctx.recipe.rootfs.compression
-        level = ctx.recipe.rootfs.compression_level
+        fmt, compression, level = options.format, options.compression, options.compression_level
         image = out / "root.img"
-        ctx.report(f"packing the root filesystem ({fmt}, {compression})")
-        tools = tools_sandbox(ctx, inputs)
+        env.report(f"packing the root filesystem ({fmt}, {compression})")
+        tools = tools_sandbox(env, inputs)
         if fmt == "squashfs":
-            make_squashfs(tools, tree, image, compression, ctx.source_date_epoch, level)
+            make_squashfs(tools, tree, image, compression, env.source_date_epoch, level)
         elif fmt == "erofs":
             uuid = derive_uuid("erofs-root", inputs["overlay"].content_digest)
-            make_erofs(tools, tree, image, compression, ctx.source_date_epoch, uuid, level)
+            make_erofs(tools, tree, image, compression, env.source_date_epoch, uuid, level)
         else:
             raise BuildError(f"step rootimage: unknown root filesystem format {fmt!r}")
-        size = pad_to_block(image)
-        return {"format": fmt, "size": size}
+        return RootImageFacts(fmt, pad_to_block(image))

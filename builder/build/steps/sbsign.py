@@ -29,26 +29,20 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from cryptography.hazmat.primitives import serialization
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import BuildContext, StepEnv, StepOutput, covered_by, tools_sandbox
 from builder.build.steps.secureboot import attach_signature, certificate_table, sbsign, sbverify
 from builder.core.canonical import sha256_bytes, sha256_file
 from builder.core.errors import BuildError, InputError
 from builder.core.fsutil import write_atomic
 from builder.core.sandbox import Sandbox
-from builder.source.recipe import SecureBootOptions
 
 PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
-
-
-def _options(ctx: BuildContext) -> SecureBootOptions:
-    if ctx.recipe.secure_boot is None:
-        raise RuntimeError("the sbsign step is only planned for recipes with secure_boot")
-    return ctx.recipe.secure_boot
 
 
 def write_plain_key(key: Path, target: Path) -> None:
@@ -94,69 +88,96 @@ def published_signature(path: Path) -> bytes:
         raise InputError(f"{path}: not a manifest with a secure_boot.signature") from exc
 
 
+@dataclass(frozen=True)
+class SbsignOptions:
+    certificate_sha256: str
+    signing_time: int
+    # "sign" with the key, or "attach" the published signature `attach_sha256` names.
+    signature: str
+    attach_sha256: str | None
+    # The certificate names the key: sbsign refuses a key that does not match it.
+    certificate: Path = covered_by("certificate_sha256")
+    key: Path = covered_by("certificate_sha256")
+    published: bytes | None = covered_by("attach_sha256")
+
+
+@dataclass(frozen=True)
+class SbsignFacts:
+    sha256: str
+    unsigned_sha256: str
+    certificate_sha256: str
+    signature: str  # the certificate table, base64
+    signature_sha256: str
+    signing_time: int
+
+
 class SbsignStep:
     name: ClassVar[str] = "sbsign"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools", "uki")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        # The certificate names the key: sbsign refuses a key that does not match it.
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> SbsignOptions:
+        secure_boot = ctx.recipe.secure_boot
+        if secure_boot is None:
+            raise RuntimeError("the sbsign step is only planned for recipes with secure_boot")
         published = ctx.secure_boot_signature
-        return {
-            "certificate_sha256": sha256_file(_options(ctx).certificate),
-            "signing_time": ctx.source_date_epoch,
-            "signature": ({"attach": sha256_bytes(published)} if published is not None else "sign"),
-        }
+        return SbsignOptions(
+            certificate_sha256=sha256_file(secure_boot.certificate),
+            signing_time=ctx.source_date_epoch,
+            signature="sign" if published is None else "attach",
+            attach_sha256=sha256_bytes(published) if published is not None else None,
+            certificate=secure_boot.certificate,
+            key=secure_boot.key,
+            published=published,
+        )
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        secure_boot = _options(ctx)
+    def run(
+        self, options: SbsignOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> SbsignFacts:
         unsigned = inputs["uki"].path / "BOOTX64.EFI"
         signed = out / "BOOTX64.EFI"
-        tools = tools_sandbox(ctx, inputs)
-        published = ctx.secure_boot_signature
-        if published is not None:
-            ctx.report("attaching the published Secure Boot signature")
-            signed.write_bytes(attach_signature(unsigned.read_bytes(), published, str(unsigned)))
-            if not sbverify(tools, signed, secure_boot.certificate):
+        tools = tools_sandbox(env, inputs)
+        if options.published is not None:
+            env.report("attaching the published Secure Boot signature")
+            signed.write_bytes(
+                attach_signature(unsigned.read_bytes(), options.published, str(unsigned))
+            )
+            if not sbverify(tools, signed, options.certificate):
                 raise BuildError(
                     "step sbsign: the published signature does not verify on this build's "
                     "UKI: the rebuilt UKI differs from the one that was signed"
                 )
         else:
-            self._sign(ctx, tools, secure_boot, unsigned, signed)
+            self._sign(env, tools, options, unsigned, signed)
         signed_bytes = signed.read_bytes()
         table = certificate_table(signed_bytes, str(signed))
         if attach_signature(unsigned.read_bytes(), table) != signed_bytes:
             raise BuildError(
                 "step sbsign: the signature cannot be reattached to the unsigned UKI bit for bit"
             )
-        if not sbverify(tools, signed, secure_boot.certificate):
+        if not sbverify(tools, signed, options.certificate):
             raise BuildError("step sbsign: sbverify rejects the signed UKI")
         (out / "signature.bin").write_bytes(table)
         shutil.copyfile(inputs["uki"].path / "cmdline.txt", out / "cmdline.txt")
-        return {
-            "sha256": sha256_bytes(signed_bytes),
-            "unsigned_sha256": sha256_file(unsigned),
-            "certificate_sha256": sha256_file(secure_boot.certificate),
-            "signature": base64.b64encode(table).decode(),
-            "signature_sha256": sha256_bytes(table),
-            "signing_time": ctx.source_date_epoch,
-        }
+        return SbsignFacts(
+            sha256=sha256_bytes(signed_bytes),
+            unsigned_sha256=sha256_file(unsigned),
+            certificate_sha256=options.certificate_sha256,
+            signature=base64.b64encode(table).decode(),
+            signature_sha256=sha256_bytes(table),
+            signing_time=options.signing_time,
+        )
 
     @staticmethod
     def _sign(
-        ctx: BuildContext,
-        tools: Sandbox,
-        secure_boot: SecureBootOptions,
-        unsigned: Path,
-        signed: Path,
+        env: StepEnv, tools: Sandbox, options: SbsignOptions, unsigned: Path, signed: Path
     ) -> None:
-        work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=ctx.scratch))
+        work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=env.scratch))
         try:
             os.chmod(work, 0o700)
             key = work / "key.pem"
-            write_plain_key(secure_boot.key, key)
-            ctx.report("signing the UKI for Secure Boot (sbsign)")
-            sbsign(tools, unsigned, key, secure_boot.certificate, signed, ctx.source_date_epoch)
+            write_plain_key(options.key, key)
+            env.report("signing the UKI for Secure Boot (sbsign)")
+            sbsign(tools, unsigned, key, options.certificate, signed, options.signing_time)
         finally:
             shutil.rmtree(work, ignore_errors=True)

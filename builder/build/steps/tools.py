@@ -8,7 +8,8 @@ run; the two things the tools need from them are done here: /etc/passwd and
 alternative). Every later step that runs a program runs it from this tree, in
 a sandbox (builder/core/sandbox.py), so the host's own tools never touch the image.
 
-Info: {"packages": [{"name", "version", "architecture", "sha256"}]}.
+Facts: ToolsFacts, the packages by name, version, architecture and sha256 (the
+manifest lists them as the build's tools).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.manifest import package_entry
-from builder.build.steps.base import BuildContext, StepOutput
+from builder.build.steps.base import BuildContext, DebInput, StepEnv, StepOutput, deb_inputs
 from builder.core.errors import BuildError
 from builder.formats.debarchive import extract_data
 from builder.source.lockfile import LockedPackage
@@ -64,16 +65,39 @@ def make_tools_tree(debs: list[Path], tree: Path) -> None:
             os.symlink(target, tree / link)
 
 
+@dataclass(frozen=True)
+class ToolsOptions:
+    packages: tuple[DebInput, ...]
+
+
+@dataclass(frozen=True)
+class ToolPackage:
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ToolsFacts:
+    packages: tuple[ToolPackage, ...]
+
+
 class ToolsStep:
     name: ClassVar[str] = "tools"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ()
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {"packages": [package_entry(p, sets=False) for p in tools_packages(ctx)]}
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> ToolsOptions:
+        return ToolsOptions(deb_inputs(tools_packages(ctx)))
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        packages = tools_packages(ctx)
-        ctx.report(f"unpacking the build tools ({len(packages)} packages)")
-        make_tools_tree([ctx.deb_path(p) for p in packages], out / "tree")
-        return {"packages": [package_entry(p, sets=False) for p in packages]}
+    def run(
+        self, options: ToolsOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> ToolsFacts:
+        env.report(f"unpacking the build tools ({len(options.packages)} packages)")
+        make_tools_tree([env.deb_path(p.package) for p in options.packages], out / "tree")
+        return ToolsFacts(
+            tuple(
+                ToolPackage(p.name, p.version, p.architecture, p.sha256) for p in options.packages
+            )
+        )

@@ -18,12 +18,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import BuildContext, DebInput, StepEnv, StepOutput, tools_sandbox
 from builder.build.steps.debextract import extract_deb
-from builder.build.steps.initrd import KERNEL_IMAGE
+from builder.build.steps.initrd import KERNEL_IMAGE, InitrdFacts
+from builder.build.steps.verity import VerityFacts
 from builder.core.canonical import sha256_file
 from builder.core.errors import BuildError, InputError
 from builder.core.sandbox import Sandbox
@@ -75,7 +77,7 @@ def kernel_package(lock: Lock) -> LockedPackage:
     return candidates[0]
 
 
-def kernel_command_line(recipe: Recipe, verity: Mapping[str, Any]) -> str:
+def kernel_command_line(recipe: Recipe, verity: VerityFacts) -> str:
     """recipe.boot.cmdline plus the boothkey.* parameters the initrd reads."""
     for index, argument in enumerate(recipe.boot.cmdline):
         if not argument or any(c.isspace() for c in argument):
@@ -89,9 +91,9 @@ def kernel_command_line(recipe: Recipe, verity: Mapping[str, Any]) -> str:
                 "are set by the build"
             )
     generated = [
-        f"boothkey.roothash={verity['root_hash']}",
-        f"boothkey.salt={verity['salt']}",
-        f"boothkey.datablocks={verity['data_blocks']}",
+        f"boothkey.roothash={verity.root_hash}",
+        f"boothkey.salt={verity.salt}",
+        f"boothkey.datablocks={verity.data_blocks}",
         f"boothkey.fstype={recipe.rootfs.format}",
         f"boothkey.init={recipe.boot.init}",
     ]
@@ -158,46 +160,59 @@ def assemble_uki(
     normalise_pe(output, timestamp)
 
 
+@dataclass(frozen=True)
+class UkiOptions:
+    kernel: DebInput  # named for the record: its image comes from the initrd step
+    stub: DebInput
+    cmdline: str
+    os_release: str
+    sections: tuple[str, ...] = UKI_SECTIONS
+
+
+@dataclass(frozen=True)
+class UkiFacts:
+    cmdline: str
+    sha256: str
+    kernel_version: str
+
+
 class UkiStep:
     name: ClassVar[str] = "uki"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools", "verity", "initrd")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        kernel = kernel_package(ctx.lock)
-        stub = boot_package(ctx.lock, STUB_PACKAGE)
-        return {
-            "kernel": {"name": kernel.name, "version": kernel.version, "sha256": kernel.sha256},
-            "stub": {"name": stub.name, "version": stub.version, "sha256": stub.sha256},
-            "cmdline": kernel_command_line(ctx.recipe, inputs["verity"].info),
-            "os_release": os_release(ctx.recipe),
-            "sections": list(UKI_SECTIONS),
-        }
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> UkiOptions:
+        return UkiOptions(
+            kernel=DebInput.of(kernel_package(ctx.lock)),
+            stub=DebInput.of(boot_package(ctx.lock, STUB_PACKAGE)),
+            cmdline=kernel_command_line(ctx.recipe, inputs["verity"].facts(VerityFacts)),
+            os_release=os_release(ctx.recipe),
+        )
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
-        cmdline = kernel_command_line(ctx.recipe, inputs["verity"].info)
+    def run(
+        self, options: UkiOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> UkiFacts:
         initrd = inputs["initrd"].path / "initrd.img"
         if not initrd.is_file():
             raise BuildError(f"step uki: the initrd step produced no {initrd}")
-        work = Path(tempfile.mkdtemp(prefix="uki-", dir=ctx.scratch))
+        # The initrd step unpacked the kernel package for its modules and keeps the
+        # matching kernel image beside the initrd.
+        kernel = inputs["initrd"].path / KERNEL_IMAGE
+        kernel_version = inputs["initrd"].facts(InitrdFacts).kernel_version
+        if not kernel.is_file():
+            raise BuildError("step uki: the initrd step produced no kernel image")
+        work = Path(tempfile.mkdtemp(prefix="uki-", dir=env.scratch))
         try:
-            stub = self._extract(
-                ctx, boot_package(ctx.lock, STUB_PACKAGE), work / "stub", STUB_PATH
-            )
+            stub = work / "stub"
+            extract_deb(env.deb_path(options.stub.package), stub, members=(f"./{STUB_PATH}",))
             stub_file = stub / STUB_PATH
             if not stub_file.is_file():
                 raise InputError(f"{STUB_PACKAGE}: the package ships no /{STUB_PATH}")
-            # The initrd step unpacked the kernel package for its modules and keeps the
-            # matching kernel image beside the initrd.
-            kernel = inputs["initrd"].path / KERNEL_IMAGE
-            kernel_version = inputs["initrd"].info.get("kernel_version")
-            if not kernel.is_file() or not isinstance(kernel_version, str):
-                raise BuildError("step uki: the initrd step produced no kernel image")
-            (work / "cmdline.txt").write_text(cmdline, encoding="utf-8")
-            (work / "os-release").write_text(os_release(ctx.recipe), encoding="utf-8")
-            ctx.report(f"assembling the UKI (kernel {kernel_version})")
+            (work / "cmdline.txt").write_text(options.cmdline, encoding="utf-8")
+            (work / "os-release").write_text(options.os_release, encoding="utf-8")
+            env.report(f"assembling the UKI (kernel {kernel_version})")
             assemble_uki(
-                tools_sandbox(ctx, inputs),
+                tools_sandbox(env, inputs),
                 stub_file,
                 {
                     ".osrel": work / "os-release",
@@ -206,18 +221,9 @@ class UkiStep:
                     ".linux": kernel,
                 },
                 out / "BOOTX64.EFI",
-                ctx.source_date_epoch,
+                env.source_date_epoch,
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        (out / "cmdline.txt").write_text(cmdline, encoding="utf-8")
-        return {
-            "cmdline": cmdline,
-            "sha256": sha256_file(out / "BOOTX64.EFI"),
-            "kernel_version": kernel_version,
-        }
-
-    @staticmethod
-    def _extract(ctx: BuildContext, package: LockedPackage, dest: Path, member: str) -> Path:
-        extract_deb(ctx.deb_path(package), dest, members=(f"./{member}",))
-        return dest
+        (out / "cmdline.txt").write_text(options.cmdline, encoding="utf-8")
+        return UkiFacts(options.cmdline, sha256_file(out / "BOOTX64.EFI"), kernel_version)

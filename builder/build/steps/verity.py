@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
+from builder.build.steps.base import BuildContext, StepEnv, StepOutput, tools_sandbox
 from builder.build.steps.rootimage import BLOCK_SIZE, pad_to_block
 from builder.core.canonical import derive_hex, derive_uuid, sha256_file
 from builder.core.errors import BuildError
@@ -56,21 +57,37 @@ def format_verity(tools: Sandbox, data: Path, hash_device: Path, salt: str, uuid
     return found.group(1)
 
 
+@dataclass(frozen=True)
+class VerityOptions:
+    format: int = 1
+    hash_algorithm: str = HASH_ALGORITHM
+    data_block_size: int = BLOCK_SIZE
+    hash_block_size: int = BLOCK_SIZE
+    superblock: bool = True
+
+
+@dataclass(frozen=True)
+class VerityFacts:
+    root_hash: str
+    salt: str
+    uuid: str
+    data_blocks: int
+    data_block_size: int
+    hash_block_size: int
+    hash_algorithm: str
+
+
 class VerityStep:
     name: ClassVar[str] = "verity"
     version: ClassVar[int] = 1
     requires: ClassVar[tuple[str, ...]] = ("tools", "rootimage")
 
-    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "hash_algorithm": HASH_ALGORITHM,
-            "data_block_size": BLOCK_SIZE,
-            "hash_block_size": BLOCK_SIZE,
-            "superblock": True,
-        }
+    def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> VerityOptions:
+        return VerityOptions()
 
-    def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
+    def run(
+        self, options: VerityOptions, inputs: Mapping[str, StepOutput], env: StepEnv, out: Path
+    ) -> VerityFacts:
         root_image = inputs["rootimage"].path / "root.img"
         size = root_image.stat().st_size
         if size == 0 or size % BLOCK_SIZE:
@@ -79,15 +96,15 @@ class VerityStep:
         salt = verity_salt(root_sha256)
         uuid = verity_uuid(root_sha256)
         hash_device = out / "verity.img"
-        ctx.report("computing the dm-verity hash tree")
-        root_hash = format_verity(tools_sandbox(ctx, inputs), root_image, hash_device, salt, uuid)
+        env.report("computing the dm-verity hash tree")
+        root_hash = format_verity(tools_sandbox(env, inputs), root_image, hash_device, salt, uuid)
         pad_to_block(hash_device)
-        return {
-            "root_hash": root_hash,
-            "salt": salt,
-            "uuid": uuid,
-            "data_blocks": size // BLOCK_SIZE,
-            "data_block_size": BLOCK_SIZE,
-            "hash_block_size": BLOCK_SIZE,
-            "hash_algorithm": HASH_ALGORITHM,
-        }
+        return VerityFacts(
+            root_hash=root_hash,
+            salt=salt,
+            uuid=uuid,
+            data_blocks=size // BLOCK_SIZE,
+            data_block_size=BLOCK_SIZE,
+            hash_block_size=BLOCK_SIZE,
+            hash_algorithm=HASH_ALGORITHM,
+        )
