@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lock_factory import archive, package
+from lock_factory import lock as fake_lock
+
 from builder.core.canonical import sha256_file
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage, write_lock
+from builder.source.lockfile import Lock, LockedPackage, write_lock
 from builder.source.recipe import Recipe, load_recipe
 from builder.source.toolset import TOOL_PACKAGES
 
@@ -69,26 +72,20 @@ def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
         path.write_bytes(content)
         debs[sha] = path
         packages.append(
-            LockedPackage(
-                name=name,
-                version="1.0-1",
-                architecture="amd64",
+            package(
+                name,
+                "1.0-1",
+                sets=("tools",) if name in TOOL_PACKAGES else ("rootfs",),
                 size=len(content),
                 sha256=sha,
-                filename=f"pool/main/{name[0]}/{name}/{name}_1.0-1_amd64.deb",
-                sets=("tools",) if name in TOOL_PACKAGES else ("rootfs",),
             )
         )
-    archive = ArchiveInfo(
-        "bookworm",
-        "bookworm",
-        "Sat, 01 Jun 2024 00:00:00 UTC",
-        "0" * 64,
-        "F" * 40,
-        "amd64",
-        ("main",),
+    lock = fake_lock(
+        packages,
+        package_set_digest=recipe.package_set_digest(),
+        epoch=EPOCH,
+        base=archive(date="Sat, 01 Jun 2024 00:00:00 UTC"),
     )
-    lock = Lock("demo", recipe.package_set_digest(), archive, EPOCH, tuple(packages))
     write_lock(lock, recipe.lock_path)
     return Project(root, recipe, lock, debs)
 

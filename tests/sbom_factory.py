@@ -14,10 +14,12 @@ from typing import Any
 
 from archive_factory import FIXED_EPOCH, make_deb
 from debian.copyright import Header
+from lock_factory import archive, package_of
+from lock_factory import lock as fake_lock
 
 from builder.build.manifest import package_entry
 from builder.core.canonical import sha256_file
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.lockfile import Lock, LockedPackage
 
 PYSPDXTOOLS = shutil.which("pyspdxtools") or str(
     Path(__file__).resolve().parent.parent / ".venv" / "bin" / "pyspdxtools"
@@ -97,41 +99,28 @@ def make_locked_debs(directory: Path) -> LockedDebs:
         (make_deb(directory, "gamma", "0.9", files={f"{doc}/gamma/copyright": FREE_FORM}), ("boot",)),
         (make_deb(directory, "nodoc", "1", files={"/usr/bin/nodoc": b"#!/bin/sh\n"}), ("tools",)),
     ]  # fmt: skip
-    packages = [
-        LockedPackage(
-            deb.name,
-            deb.version,
-            deb.architecture,
-            deb.size,
-            deb.sha256,
-            deb.pool_path(),
-            sets,
-            "bookworm",
-        )
-        for deb, sets in made
-    ]
+    packages = [package_of(deb, sets=sets, suite="bookworm") for deb, sets in made]
     debs = {deb.sha256: deb.path for deb, _sets in made}
     linked = _deb_with_doc_link(directory, "alpha-data", "alpha")
-    linked_sha = sha256_file(linked)
     packages.append(
-        LockedPackage(
-            "alpha-data",
-            "1.0",
-            "amd64",
-            linked.stat().st_size,
-            linked_sha,
-            "pool/main/a/alpha/alpha-data_1.0_amd64.deb",
-            ("rootfs",),
-            "bookworm-security",
+        package_of(
+            linked, name="alpha-data", version="1.0", sets=("rootfs",), suite="bookworm-security"
         )
     )
-    debs[linked_sha] = linked
-    archive = ArchiveInfo("bookworm", "bookworm", "Sat, 01 Jan 2022 00:00:00 UTC", "0" * 64,
-                          "F" * 40, "amd64", ("main",))  # fmt: skip
-    security = ArchiveInfo("bookworm-security", "bookworm-security", "Sun, 02 Jan 2022 00:00:00 UTC",
-                           "2" * 64, "E" * 40, "amd64", ("main",))  # fmt: skip
-    lock = Lock("demo", "sha256:" + "1" * 64, archive, FIXED_EPOCH,
-                tuple(sorted(packages, key=lambda p: (p.name, p.architecture))), (security,))  # fmt: skip
+    debs[sha256_file(linked)] = linked
+    security = archive(
+        "bookworm-security",
+        codename="bookworm-security",
+        date="Sun, 02 Jan 2022 00:00:00 UTC",
+        inrelease_sha256="2" * 64,
+        signing_key="E" * 40,
+    )
+    lock = fake_lock(
+        packages,
+        package_set_digest="sha256:" + "1" * 64,
+        base=archive(date="Sat, 01 Jan 2022 00:00:00 UTC"),
+        updates=(security,),
+    )
     return LockedDebs(lock, debs)
 
 

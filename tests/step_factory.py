@@ -8,31 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from archive_factory import FIXED_EPOCH, FakeDeb
+from lock_factory import archive, lock, package_of
 
 from builder.build.pipeline import execute_step
 from builder.build.steps.base import BuildContext, Step, StepOutput, options_json
-from builder.core.canonical import sha256_file
 from builder.core.sandbox import Sandbox
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.lockfile import LockedPackage
 from builder.source.recipe import Recipe
 
 
 def locked(name: str, version: str, arch: str, deb: Path) -> LockedPackage:
     """`deb` as a lock lists it: its size and sha256, a pool path, in the rootfs set."""
-    return LockedPackage(
-        name=name,
-        version=version,
-        architecture=arch,
-        size=deb.stat().st_size,
-        sha256=sha256_file(deb),
-        filename=f"pool/main/{name[0]}/{name}/{deb.name}",
-        sets=("rootfs",),
-    )
+    return package_of(deb, name=name, version=version, architecture=arch)
 
 
 def locked_fake(deb: FakeDeb) -> LockedPackage:
     """A fake .deb from archive_factory, locked (see `locked`)."""
-    return locked(deb.name, deb.version, deb.architecture, deb.path)
+    return package_of(deb)
 
 
 def make_context(
@@ -43,24 +35,15 @@ def make_context(
 ) -> BuildContext:
     """A context for `recipe` whose lock holds exactly `debs` (each read from its path)."""
     scratch.mkdir(parents=True, exist_ok=True)
-    lock = Lock(
-        recipe_name=recipe.name,
-        package_set_digest=recipe.package_set_digest(),
-        archive=ArchiveInfo(
-            suite="stable",
-            codename="bookworm",
-            date="Sat, 10 Jun 2023 08:40:00 UTC",
-            inrelease_sha256="0" * 64,
-            signing_key="",
-            architecture="amd64",
-            components=("main",),
-        ),
-        source_date_epoch=epoch,
-        packages=tuple(sorted(debs, key=lambda p: (p.name, p.architecture))),
-    )
     return BuildContext(
         recipe=recipe,
-        lock=lock,
+        lock=lock(
+            debs,
+            recipe_name=recipe.name,
+            package_set_digest=recipe.package_set_digest(),
+            epoch=epoch,
+            base=archive("stable"),
+        ),
         source_date_epoch=epoch,
         deb_path=lambda package: debs[package],
         scratch=scratch,

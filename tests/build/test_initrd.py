@@ -9,13 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lock_factory import lock as fake_lock
+from lock_factory import package
 from step_factory import host_tools, host_tools_output, options_of, run_step
 
 from builder.build.steps.base import BuildContext
 from builder.build.steps.elfdeps import library_closure
 from builder.build.steps.initrd import INIT_SCRIPT, InitrdStep, assemble_initrd_tree, pack_initrd
 from builder.core.errors import BuildError
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.lockfile import Lock, LockedPackage
 from builder.source.recipe import load_recipe
 
 EPOCH = 1_700_000_000
@@ -209,9 +211,7 @@ def test_real_initrd_is_reproducible_and_its_init_parses(
 
 
 def test_options_name_every_input(tmp_path: Path) -> None:
-    package = LockedPackage("busybox-static", "1", "amd64", 1, "a" * 64, "pool/b.deb", ("boot",))
-    archive = ArchiveInfo("bookworm", "bookworm", "d", "0" * 64, "k", "amd64", ("main",))
-    lock = Lock("hello", "sha256:x", archive, EPOCH, (package,))
+    lock = fake_lock([package("busybox-static", "1", sets=("boot",), sha256="a" * 64)])
     options = options_of(InitrdStep(), make_ctx(tmp_path, lock, lambda p: tmp_path, "o"), {})
     assert options["packages"] == [
         {"name": "busybox-static", "version": "1", "architecture": "amd64", "sha256": "a" * 64}

@@ -7,6 +7,7 @@ lock real bookworm packages from the machine's mirror and install them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterable
@@ -220,9 +221,7 @@ def test_options_name_every_locked_deb_by_digest(
     tool = locked_fake(small_debs["tool"])
     lib = locked_fake(small_debs["libtool1"])
     ctx = make_context(recipe, {tool: Path(), lib: Path()}, tmp_path / "s")
-    other_lib = LockedPackage(
-        lib.name, lib.version, lib.architecture, lib.size, "f" * 64, lib.filename, lib.sets
-    )
+    other_lib = dataclasses.replace(lib, sha256="f" * 64)
     changed = make_context(recipe, {tool: Path(), other_lib: Path()}, tmp_path / "s")
 
     options = options_of(RootfsStep(), ctx, {})

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lock_factory import package
 from sbom_factory import (
     DEP5_GPL,
     DEP5_HEADER_ONLY,
@@ -33,7 +34,6 @@ from builder.build.copyright import (
 from builder.build.manifest import read_manifest
 from builder.build.sbom import make_sbom, package_spdxid, purl
 from builder.core.canonical import pretty_json, sha256_file
-from builder.source.lockfile import LockedPackage
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,7 @@ def test_validator_rejects_an_unknown_licence_id(locked: LockedDebs, tmp_path: P
 
 
 def test_purl_keeps_the_epoch_colon_and_encodes_plus() -> None:
-    pkg = LockedPackage("libstdc++6", "1:12.2+x", "amd64", 1, "0" * 64, "pool/x.deb", ("rootfs",))
+    pkg = package("libstdc++6", "1:12.2+x")
     assert purl(pkg) == "pkg:deb/debian/libstdc%2B%2B6@1:12.2%2Bx?arch=amd64"
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from image_factory import make_pe
+from lock_factory import lock as fake_lock
+from lock_factory import package
 from step_factory import host_tools, host_tools_output, options_of
 from step_factory import run_step as step_facts
 
@@ -39,7 +41,7 @@ from builder.formats.gpt import (
     read_gpt,
 )
 from builder.formats.pe import read_pe, read_section
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage
+from builder.source.lockfile import Lock, LockedPackage
 from builder.source.recipe import (
     DEFAULT_KEYRING,
     BootOptions,
@@ -80,20 +82,11 @@ def make_recipe(
 
 
 def locked(name: str, version: str = "1.0", sets: tuple[str, ...] = ("boot",)) -> LockedPackage:
-    return LockedPackage(
-        name=name,
-        version=version,
-        architecture="amd64",
-        size=1,
-        sha256=hashlib.sha256(name.encode()).hexdigest(),
-        filename=f"pool/main/{name[0]}/{name}/{name}_{version}_amd64.deb",
-        sets=sets,
-    )
+    return package(name, version, sets=sets)
 
 
 def make_lock(packages: tuple[LockedPackage, ...] = ()) -> Lock:
-    archive = ArchiveInfo("stable", "bookworm", "date", "0" * 64, "key", "amd64", ("main",))
-    return Lock("demo", "sha256:" + "0" * 64, archive, EPOCH, packages)
+    return fake_lock(packages, epoch=EPOCH)
 
 
 def make_ctx(

@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "tests"))
+
+from lock_factory import archive, lock, package  # noqa: E402
 
 from builder.build.copyright import PackageLicence  # noqa: E402
 from builder.build.filelist import file_list_data  # noqa: E402
@@ -26,7 +29,7 @@ from builder.build.manifest import MANIFEST_FORMAT, package_entry, parse_manifes
 from builder.build.provenance import make_provenance  # noqa: E402
 from builder.build.sbom import make_sbom  # noqa: E402
 from builder.core.canonical import canonical_json, pretty_json  # noqa: E402
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage  # noqa: E402
+from builder.source.lockfile import Lock  # noqa: E402
 from builder.station.election import (  # noqa: E402
     envelope_bytes,
     load_election,
@@ -58,10 +61,9 @@ def digest(seed: str) -> str:
 
 
 def demo_lock() -> Lock:
-    archive = ArchiveInfo(
-        "bookworm", "bookworm", "Sat, 10 Jun 2023 08:40:00 UTC", digest("1"), "A" * 40,
-        "amd64", ("main",),
-    )  # fmt: skip
+    base = archive(
+        date="Sat, 10 Jun 2023 08:40:00 UTC", inrelease_sha256=digest("1"), signing_key="A" * 40
+    )
     packages = (
         ("base-files", "12.4+deb12u5", "rootfs", "2"),
         ("busybox-static", "1:1.35.0-4+b3", "boot", "3"),
@@ -70,23 +72,14 @@ def demo_lock() -> Lock:
         ("squashfs-tools", "1:4.5.1-1", "tools", "6"),
         ("systemd-boot-efi", "252.30-1~deb12u2", "boot", "7"),
     )
-    return Lock(
-        "demo",
-        "sha256:" + digest("8"),
-        archive,
-        EPOCH,
-        tuple(
-            LockedPackage(
-                name=name,
-                version=version,
-                architecture="amd64",
-                size=1000 + index,
-                sha256=digest(seed),
-                filename=f"pool/main/{name[0]}/{name}/{name}_{version}_amd64.deb",
-                sets=tuple(sets.split()),
-            )
+    return lock(
+        (
+            package(name, version, sets=tuple(sets.split()), size=1000 + index, sha256=digest(seed))
             for index, (name, version, sets, seed) in enumerate(packages)
         ),
+        package_set_digest="sha256:" + digest("8"),
+        epoch=EPOCH,
+        base=base,
     )
 
 

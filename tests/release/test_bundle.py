@@ -303,4 +303,5 @@ def test_bundle_command_reports_unfetched_packages(
         ]
     )
     assert code == 2
-    assert "busybox-static" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"package {project.lock.packages[0].name} version 1.0-1 is not in the cache" in err

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from lock_factory import package
 
 from builder.core import canonical
 from builder.core.errors import FetchError, InputError
@@ -17,15 +18,7 @@ CONTENT = b"!<arch>\n" + b"pretend this is a .deb " * 100
 
 
 def locked(content: bytes = CONTENT, name: str = "hello", version: str = "1.0-1") -> LockedPackage:
-    return LockedPackage(
-        name=name,
-        version=version,
-        architecture="amd64",
-        size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        filename=f"pool/main/h/{name}/{name}_{version}_amd64.deb",
-        sets=("rootfs",),
-    )
+    return package(name, version, size=len(content), sha256=hashlib.sha256(content).hexdigest())
 
 
 def put(cache: DebCache, pkg: LockedPackage, content: bytes) -> Path:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from archive_factory import SECURITY_POOL, FakeDeb, MultiSuiteArchive, ServedArchive, make_deb
+from lock_factory import lock as fake_lock
+from lock_factory import package_of
 
 from builder.cli import main
 from builder.core.errors import FetchError, InputError
@@ -27,23 +29,14 @@ from builder.source import fetch
 from builder.source.debcache import DebCache
 from builder.source.fetch import FetchReport, fetch_packages
 from builder.source.http import RequestsFetcher, mirror_url
-from builder.source.lockfile import ArchiveInfo, Lock, LockedPackage, read_lock, write_lock
+from builder.source.lockfile import LockedPackage, read_lock, write_lock
 from builder.source.recipe import load_recipe
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
 def locked(deb: FakeDeb, suite: str = "bookworm", component: str = "main") -> LockedPackage:
-    return LockedPackage(
-        name=deb.name,
-        version=deb.version,
-        architecture=deb.architecture,
-        size=deb.size,
-        sha256=deb.sha256,
-        filename=deb.pool_path(component),
-        sets=("rootfs",),
-        suite=suite,
-    )
+    return package_of(deb, suite=suite, component=component)
 
 
 @pytest.fixture
@@ -354,20 +347,10 @@ def test_progress_terminal_redraws_one_line() -> None:
 
 def write_test_lock(recipe_path: Path, debs: Sequence[FakeDeb]) -> None:
     recipe = load_recipe(recipe_path)
-    lock = Lock(
+    lock = fake_lock(
+        (locked(d) for d in debs),
         recipe_name=recipe.name,
         package_set_digest=recipe.package_set_digest(),
-        archive=ArchiveInfo(
-            suite="bookworm",
-            codename="bookworm",
-            date="Tue, 14 Nov 2023 22:13:20 UTC",
-            inrelease_sha256="0" * 64,
-            signing_key="0" * 40,
-            architecture="amd64",
-            components=("main",),
-        ),
-        source_date_epoch=1700000000,
-        packages=tuple(sorted((locked(d) for d in debs), key=lambda p: (p.name, p.architecture))),
     )
     write_lock(lock, recipe.lock_path)
 
