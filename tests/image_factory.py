@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from manifest_factory import manifest as fake_manifest
+from manifest_factory import verity
+
 from builder.core.canonical import canonical_json, derive_hex, derive_uuid, sha256_file
 from builder.formats.pe import normalise_pe
 
@@ -210,24 +213,18 @@ def make_image(
                     "sha256": hashlib.sha256(content).hexdigest(),
                 }
             )
-    manifest: dict[str, Any] = {
-        "format": 1,
-        "name": name,
-        "version": "1.0",
-        "image": {"file": image.name, "size": total, "sha256": sha256_file(image)},
-        "partitions": partitions,
-        "uki": {"sha256": sha256_file(uki), "cmdline": cmdline, "kernel_version": "6.1.0-test"},
-        "verity": {
-            "root_hash": root_hash,
-            "salt": salt,
-            "data_blocks": root_blocks,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-        "source_date_epoch": 1700000000,
-        "secure_boot": None,
-    }
+    manifest = fake_manifest(
+        name=name,
+        version="1.0",
+        epoch=1700000000,
+        image_size=total,
+        image_sha256=sha256_file(image),
+        partitions=partitions,
+        uki_sha256=sha256_file(uki),
+        cmdline=cmdline,
+        kernel_version="6.1.0-test",
+        verity_info=verity(root_hash, salt, root_blocks),
+    )
     manifest_path = directory / f"{name}.manifest.json"
     manifest_path.write_bytes(canonical_json(manifest) + b"\n")
     return BuiltImage(directory, image, manifest_path, manifest, uki, root)

@@ -11,6 +11,7 @@ from typing import Any
 
 from lock_factory import archive, package
 from lock_factory import lock as fake_lock
+from manifest_factory import manifest
 
 from builder.core.canonical import sha256_file
 from builder.source.lockfile import Lock, LockedPackage, write_lock
@@ -91,24 +92,13 @@ def make_project(root: Path, debs_dir: Path, *, umask: int = 0o022) -> Project:
 
 
 def project_manifest(project: Project) -> dict[str, Any]:
-    """A minimal valid manifest for the project's recipe and lock (no partitions)."""
-    digest = "a" * 64
-    return {
-        "format": 1,
-        "name": "demo",
-        "version": "2.0",
-        "recipe": {"file": "recipes/demo.yaml", "sha256": sha256_file(project.recipe.path)},
-        "lock_sha256": sha256_file(project.recipe.lock_path),
-        "source_date_epoch": EPOCH,
-        "image": {"file": "demo.img", "size": 4096, "sha256": digest},
-        "partitions": [],
-        "uki": {"sha256": digest, "cmdline": "quiet"},
-        "verity": {
-            "root_hash": digest,
-            "salt": "00",
-            "data_blocks": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-    }
+    """A valid manifest for the project's recipe and lock (no partitions)."""
+    return manifest(
+        project.lock,
+        version="2.0",
+        image_size=4096,
+        image_sha256="a" * 64,
+        partitions=[],
+        recipe_sha256=sha256_file(project.recipe.path),
+        lock_sha256=sha256_file(project.recipe.lock_path),
+    )

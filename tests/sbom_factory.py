@@ -16,8 +16,8 @@ from archive_factory import FIXED_EPOCH, make_deb
 from debian.copyright import Header
 from lock_factory import archive, package_of
 from lock_factory import lock as fake_lock
+from manifest_factory import ESP_TYPE, manifest, partition, verity
 
-from builder.build.manifest import package_entry
 from builder.core.canonical import sha256_file
 from builder.source.lockfile import Lock, LockedPackage
 
@@ -124,47 +124,36 @@ def make_locked_debs(directory: Path) -> LockedDebs:
     return LockedDebs(lock, debs)
 
 
+ESP_UUID = "00000000-0000-4000-8000-000000000001"
+
+
 def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
     """Manifest data as `build` makes it, for a fictitious image of the demo lock."""
-    return {
-        "format": 1,
-        "name": "demo",
-        "version": "2030.1",
-        "boothkey": "0.1.0",
-        "code_sha256": "0f" * 32,
-        "recipe": {
-            "file": "recipes/demo.yaml",
-            "sha256": "cd" * 32,
-            "package_set_digest": lock.package_set_digest,
-        },
-        "overlays_sha256": "ef" * 32,
-        "lock_sha256": "12" * 32,
-        "source_date_epoch": lock.source_date_epoch,
-        "steps": [{"name": "rootfs", "id": "34" * 32, "content_digest": "sha256:" + "56" * 32}],
-        "image": {"file": "demo.img", "size": 4 << 20, "sha256": image_sha256},
-        "partitions": [
+    return manifest(
+        lock,
+        version="2030.1",
+        code_sha256="0f" * 32,
+        recipe_sha256="cd" * 32,
+        overlays_sha256="ef" * 32,
+        lock_sha256="12" * 32,
+        steps=[
             {
-                "name": "esp",
-                "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-                "uuid": "00000000-0000-4000-8000-000000000001",
-                "offset": 1 << 20,
-                "size": 1 << 20,
-                "sha256": "78" * 32,
-            },
+                "name": "rootfs",
+                "id": "34" * 32,
+                "content_digest": "sha256:" + "56" * 32,
+                "inputs": {},
+                "options": {},
+            }
         ],
-        "uki": {"sha256": "9a" * 32, "cmdline": "console=ttyS0", "kernel_version": "6.1.0"},
-        "verity": {
-            "root_hash": "bc" * 32,
-            "salt": "de" * 32,
-            "data_blocks": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-        "packages": [package_entry(p) for p in lock.packages],
-        "tools": [
+        image_size=4 << 20,
+        image_sha256=image_sha256,
+        partitions=[partition("esp", 1 << 20, 1 << 20, "78" * 32, type=ESP_TYPE, uuid=ESP_UUID)],
+        uki_sha256="9a" * 32,
+        cmdline="console=ttyS0",
+        kernel_version="6.1.0",
+        verity_info=verity("bc" * 32, "de" * 32, 1),
+        tools=[
             {"name": n, "version": v, "architecture": "amd64", "sha256": d * 32}
             for n, v, d in (("squashfs-tools", "1:4.5.1-1", "5a"), ("zstd", "1.5.4", "7b"))
         ],
-        "secure_boot": None,
-    }
+    )

@@ -22,10 +22,11 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "tests"))
 
 from lock_factory import archive, lock, package  # noqa: E402
+from manifest_factory import digest, manifest  # noqa: E402
 
 from builder.build.copyright import PackageLicence  # noqa: E402
 from builder.build.filelist import file_list_data  # noqa: E402
-from builder.build.manifest import MANIFEST_FORMAT, package_entry, parse_manifest  # noqa: E402
+from builder.build.manifest import parse_manifest  # noqa: E402
 from builder.build.provenance import make_provenance  # noqa: E402
 from builder.build.sbom import make_sbom  # noqa: E402
 from builder.core.canonical import canonical_json, pretty_json  # noqa: E402
@@ -56,10 +57,6 @@ def fixed_key(name: str, seed: int) -> SigningKey:
     return SigningKey(name, Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32))
 
 
-def digest(seed: str) -> str:
-    return (seed * 64)[:64]
-
-
 def demo_lock() -> Lock:
     base = archive(
         date="Sat, 10 Jun 2023 08:40:00 UTC", inrelease_sha256=digest("1"), signing_key="A" * 40
@@ -84,67 +81,7 @@ def demo_lock() -> Lock:
 
 
 def demo_manifest(lock: Lock) -> dict[str, Any]:
-    partitions = [
-        ("esp", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", 1, 33, "a"),
-        ("root", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", 34, 45, "b"),
-        ("root-verity", "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5", 79, 1, "c"),
-        ("booth-data", "0FC63DAF-8483-4772-8E79-3D69D8477DE4", 80, 4, "d"),
-    ]
-    raw: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "name": "demo",
-        "version": "2026.1",
-        "boothkey": "0.1.0",
-        "code_sha256": digest("e"),
-        "supplier": "Example Election Authority",
-        "recipe": {
-            "file": "recipes/demo.yaml",
-            "sha256": digest("f"),
-            "package_set_digest": lock.package_set_digest,
-        },
-        "overlays_sha256": digest("0"),
-        "lock_sha256": digest("9"),
-        "source_date_epoch": EPOCH,
-        "steps": [
-            {
-                "name": name,
-                "id": digest(str(index)),
-                "content_digest": "sha256:" + digest("abcdef"[index % 6]),
-                "inputs": {},
-                "options": {},
-            }
-            for index, name in enumerate(("tools", "rootfs", "overlay", "disk"))
-        ],
-        "image": {"file": "demo.img", "size": 85 << 20, "sha256": digest("1")},
-        "partitions": [
-            {
-                "name": name,
-                "type": kind,
-                "uuid": f"00000000-0000-4000-8000-00000000000{index}",
-                "offset": start << 20,
-                "size": size << 20,
-                "sha256": digest(seed),
-            }
-            for index, (name, kind, start, size, seed) in enumerate(partitions)
-        ],
-        "uki": {
-            "sha256": digest("2"),
-            "cmdline": "console=ttyS0 boothkey.roothash=" + digest("3"),
-            "kernel_version": "6.1.0-57-amd64",
-        },
-        "verity": {
-            "root_hash": digest("3"),
-            "salt": digest("4"),
-            "data_blocks": 11520,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-        "packages": [package_entry(p) for p in lock.packages],
-        "tools": [package_entry(p, sets=False) for p in lock.in_set("tools")],
-        "secure_boot": None,
-    }
-    return raw
+    return manifest(lock, version="2026.1", supplier="Example Election Authority", epoch=EPOCH)
 
 
 # A tree's listing as `tree_listing` gives it (owners and times as a build leaves them).

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from manifest_factory import digest, manifest, partition, verity
 from project_factory import make_project, project_manifest
 
 from builder import cli
@@ -43,20 +44,14 @@ def step_digest(index: int) -> str:
 
 
 def manifest_dict() -> dict[str, Any]:
-    def digest(seed: str) -> str:
-        return (seed * 64)[:64]
-
-    return {
-        "format": 1,
-        "name": "demo",
-        "version": "1",
-        "boothkey": "0.1.0",
-        "recipe": {"file": "recipes/demo.yaml", "sha256": digest("1"), "package_set_digest": "x"},
-        "overlays_sha256": digest("2"),
-        "lock_sha256": digest("3"),
-        "source_date_epoch": 1_700_000_000,
-        "code_sha256": digest("c"),
-        "steps": [
+    return manifest(
+        version="1",
+        epoch=1_700_000_000,
+        code_sha256=digest("c"),
+        recipe_sha256=digest("1"),
+        overlays_sha256=digest("2"),
+        lock_sha256=digest("3"),
+        steps=[
             {
                 "name": name,
                 "id": digest(str(i)),
@@ -67,45 +62,29 @@ def manifest_dict() -> dict[str, Any]:
             }
             for i, name in enumerate(STEPS)
         ],
-        "image": {"file": "demo.img", "size": 8192, "sha256": digest("4")},
-        "partitions": [
-            {
-                "name": n,
-                "type": "T",
-                "uuid": f"u-{n}",
-                "offset": 4096 * i,
-                "size": 4096,
-                "sha256": digest(str(5 + i)),
-            }
+        image_size=8192,
+        image_sha256=digest("4"),
+        partitions=[
+            partition(n, 4096 * i, 4096, digest(str(5 + i)), type="T", uuid=f"u-{n}")
             for i, n in enumerate(("esp", "root", "root-verity"))
         ],
-        "uki": {"sha256": digest("8"), "cmdline": "quiet boothkey.roothash=aa"},
-        "verity": {
-            "root_hash": digest("9"),
-            "salt": "00",
-            "data_blocks": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-        "packages": [
-            {"name": "busybox", "version": "1", "architecture": "amd64", "sha256": digest("a")}
-        ],
-        "tools": [
+        uki_sha256=digest("8"),
+        cmdline="quiet boothkey.roothash=aa",
+        verity_info=verity(digest("9"), "00", 1),
+        packages=[
             {
-                "name": "libzstd1",
-                "version": "1.5.4",
+                "name": "busybox",
+                "version": "1",
                 "architecture": "amd64",
-                "sha256": digest("d"),
-            },
-            {
-                "name": "squashfs-tools",
-                "version": "1:4.5.1-1",
-                "architecture": "amd64",
-                "sha256": digest("e"),
-            },
+                "sha256": digest("a"),
+                "sets": ["rootfs"],
+            }
         ],
-    }
+        tools=[
+            {"name": n, "version": v, "architecture": "amd64", "sha256": digest(d)}
+            for n, v, d in (("libzstd1", "1.5.4", "d"), ("squashfs-tools", "1:4.5.1-1", "e"))
+        ],
+    )
 
 
 def test_identical_manifests_are_the_same() -> None:

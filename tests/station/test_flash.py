@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from manifest_factory import manifest as fake_manifest
+from manifest_factory import partition, verity
 
 from builder.cli import main
 from builder.core.errors import (
@@ -248,44 +250,20 @@ def _write_image(folder: Path, data: bytes) -> tuple[Path, Path]:
     image = folder / "booth.img"
     image.write_bytes(data)
     zero = "0" * 64
-    manifest = {
-        "format": 1,
-        "name": "booth",
-        "version": "1",
-        "image": {
-            "file": "booth.img",
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        },
-        "partitions": [
-            {
-                "name": "esp",
-                "type": "t",
-                "uuid": "u",
-                "offset": ESP_OFFSET,
-                "size": 65536,
-                "sha256": zero,
-            },
-            {
-                "name": "root",
-                "type": "t",
-                "uuid": "u",
-                "offset": 2 * 65536,
-                "size": 2 * 65536,
-                "sha256": zero,
-            },
+    manifest = fake_manifest(
+        name="booth",
+        version="1",
+        epoch=0,
+        image_size=len(data),
+        image_sha256=hashlib.sha256(data).hexdigest(),
+        partitions=[
+            partition("esp", ESP_OFFSET, 65536, zero, type="t", uuid="u"),
+            partition("root", 2 * 65536, 2 * 65536, zero, type="t", uuid="u"),
         ],
-        "uki": {"sha256": zero, "cmdline": "quiet"},
-        "verity": {
-            "root_hash": zero,
-            "salt": zero,
-            "data_blocks": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "hash_algorithm": "sha256",
-        },
-        "source_date_epoch": 0,
-    }
+        uki_sha256=zero,
+        cmdline="quiet",
+        verity_info=verity(zero, zero, 1),
+    )
     manifest_path = default_manifest(image)
     manifest_path.write_text(json.dumps(manifest))
     return image, manifest_path
