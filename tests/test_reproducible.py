@@ -90,8 +90,9 @@ def _build(
 
 
 def _assert_same(reference: Path, variant: Path, what: str) -> None:
-    published, rebuilt = read_manifest(reference).raw, read_manifest(variant).raw
-    comparison = compare_manifests(published, rebuilt)
+    published_manifest, rebuilt_manifest = read_manifest(reference), read_manifest(variant)
+    published, rebuilt = published_manifest.raw, rebuilt_manifest.raw
+    comparison = compare_manifests(published_manifest, rebuilt_manifest)
     if "files" in published and "files" in rebuilt:
         comparison.file_differences = compare_file_lists(
             read_file_list(reference.parent / published["files"]["file"]),

@@ -13,16 +13,19 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from builder.core.canonical import canonical_json
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
 from builder.core.jsonfields import FieldReader, read_json_file
+from builder.core.typedjson import TypedJsonError, from_json
 from builder.source.lockfile import LockedPackage
 
 if TYPE_CHECKING:
     from builder.build.steps.verity import VerityFacts
+
+T = TypeVar("T")
 
 # The image's partitions by GPT partition name, in disk order; the last is optional
 # (a recipe's data_partition), the slot for one polling station's election data.
@@ -34,6 +37,7 @@ DATA_PARTITION = "booth-data"
 MANIFEST_FORMAT = 1
 # \Z, not $: `$` also matches before a final newline.
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_STEP_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\Z")
 SECTOR_SIZE = 512
 # A GPT disk: the protective MBR, the header and 32 sectors of entries before the first
@@ -92,6 +96,39 @@ class VerityInfo:
 
 
 @dataclass(frozen=True)
+class PackageRef:
+    """A .deb by name, version, architecture and sha256 (a tools package)."""
+
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ManifestPackage:
+    """A locked package as the manifest lists it, with the lock's sets it is in."""
+
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+    sets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of the build: its id, its output's content digest, and what the id
+    covers besides boothkey's source and the epoch (inputs' content digests, options)."""
+
+    name: str
+    id: str
+    content_digest: str
+    inputs: dict[str, str]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     version: str
@@ -101,6 +138,15 @@ class Manifest:
     cmdline: str
     verity: VerityInfo
     source_date_epoch: int
+    # What the image was made from and how: compared by `rebuild`.
+    boothkey: str
+    code_sha256: str
+    recipe_sha256: str
+    overlays_sha256: str
+    lock_sha256: str
+    steps: tuple[StepRecord, ...]
+    packages: tuple[ManifestPackage, ...]
+    tools: tuple[PackageRef, ...]
     raw: dict[str, Any]
 
     def partition(self, name: str) -> PartitionInfo:
@@ -173,6 +219,21 @@ def parse_manifest(raw: Any, shown: str) -> Manifest:
         hash_block_size=count(verity_raw, "hash_block_size", "verity.hash_block_size"),
         hash_algorithm=get(verity_raw, "hash_algorithm", str, "verity.hash_algorithm"),
     )
+    recipe = get(raw, "recipe", dict, "recipe")
+
+    def records(key: str, cls: type[T]) -> tuple[T, ...]:
+        found = []
+        for index, item in enumerate(get(raw, key, list, key)):
+            try:
+                found.append(from_json(cls, item, f"{key}[{index}]"))
+            except TypedJsonError as exc:
+                reader.error("", str(exc))
+        return tuple(found)
+
+    steps = records("steps", StepRecord)
+    for step in steps:
+        if not _STEP_DIGEST.match(step.content_digest):
+            reader.error(f"steps: {step.name}", "content_digest is not sha256:<hex digest>")
     manifest = Manifest(
         name=get(raw, "name", str, "name"),
         version=get(raw, "version", str, "version"),
@@ -182,6 +243,14 @@ def parse_manifest(raw: Any, shown: str) -> Manifest:
         cmdline=get(uki, "cmdline", str, "uki.cmdline"),
         verity=verity,
         source_date_epoch=count(raw, "source_date_epoch", "source_date_epoch"),
+        boothkey=get(raw, "boothkey", str, "boothkey"),
+        code_sha256=digest(raw, "code_sha256", "code_sha256"),
+        recipe_sha256=digest(recipe, "sha256", "recipe.sha256"),
+        overlays_sha256=digest(raw, "overlays_sha256", "overlays_sha256"),
+        lock_sha256=digest(raw, "lock_sha256", "lock_sha256"),
+        steps=steps,
+        packages=records("packages", ManifestPackage),
+        tools=records("tools", PackageRef),
         raw=raw,
     )
     if reader.problems:

@@ -2,9 +2,9 @@
 
 Two inputs are compared: the two manifests (image, partitions, boot and
 verity facts, packages, sources, and every step's content digest, in pipeline
-order) and the two root filesystem file lists (`NAME.files.json`, written by
+order; typed `Manifest`s, so nothing is missing) and the two root filesystem file lists (`NAME.files.json`, written by
 `build` beside the manifest: the `tree_listing` of the overlay step's tree,
-with mtimes). Comparison is pure: dicts and lists in, a `Comparison` out.
+with mtimes). Comparison is pure: manifests and file lists in, a `Comparison` out.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.build.manifest import Manifest, ManifestPackage, PartitionInfo, StepRecord
 from builder.core.canonical import canonical_json
 
 # How many differing files the text report names before summarising the rest.
@@ -170,44 +171,36 @@ class Comparison:
         }
 
 
-def compare_manifests(published: dict[str, Any], rebuilt: dict[str, Any]) -> Comparison:
-    """Compare two raw manifests: everything that decides or describes the image bytes.
+def compare_manifests(published: Manifest, rebuilt: Manifest) -> Comparison:
+    """Compare two manifests: everything that decides or describes the image bytes.
 
     boothkey's version and source, step ids, and the "bundle" and "files" entries
     are not differences of the image; the first diverging step is explained by
     what differs among its own inputs, options and tools.
     """
-    result = Comparison(str(published.get("name", "?")), str(published.get("version", "?")))
+    result = Comparison(published.name, published.version)
     checks = result.checks
-    image_a, image_b = published.get("image", {}), rebuilt.get("image", {})
+    image_a, image_b = published.image, rebuilt.image
     checks.append(
         _check(
             "image",
-            image_a.get("sha256"),
-            image_b.get("sha256"),
-            f"{image_a.get('size')} bytes"
-            if image_a.get("size") == image_b.get("size")
-            else f"size {image_a.get('size')} -> {image_b.get('size')} bytes",
+            image_a.sha256,
+            image_b.sha256,
+            f"{image_a.size} bytes"
+            if image_a.size == image_b.size
+            else f"size {image_a.size} -> {image_b.size} bytes",
         )
     )
-    checks += _partition_checks(published.get("partitions", []), rebuilt.get("partitions", []))
-    for key in ("sha256", "cmdline"):
-        checks.append(
-            _check(f"UKI {key}", published.get("uki", {}).get(key), rebuilt.get("uki", {}).get(key))
-        )
-    checks.append(
-        _check(
-            "verity root hash",
-            published.get("verity", {}).get("root_hash"),
-            rebuilt.get("verity", {}).get("root_hash"),
-        )
-    )
+    checks += _partition_checks(published.partitions, rebuilt.partitions)
+    checks.append(_check("UKI sha256", published.uki_sha256, rebuilt.uki_sha256))
+    checks.append(_check("UKI cmdline", published.cmdline, rebuilt.cmdline))
+    checks.append(_check("verity root hash", published.verity.root_hash, rebuilt.verity.root_hash))
     others = ("salt", "data_blocks", "data_block_size", "hash_block_size", "hash_algorithm")
     checks.append(
         _check(
             "verity parameters",
-            _text({k: published.get("verity", {}).get(k) for k in others}),
-            _text({k: rebuilt.get("verity", {}).get(k) for k in others}),
+            _text({k: getattr(published.verity, k) for k in others}),
+            _text({k: getattr(rebuilt.verity, k) for k in others}),
         )
     )
     checks += _source_checks(published, rebuilt)
@@ -238,45 +231,33 @@ def compare_file_lists(
     return differences
 
 
-def _check(name: str, published: Any, rebuilt: Any, note: str = "") -> ComparedValue:
-    a, b = _text(published), _text(rebuilt)
-    if published is None:
-        return ComparedValue(name, False, a, b, "missing from the published manifest")
-    if rebuilt is None:
-        return ComparedValue(name, False, a, b, "missing from the rebuilt manifest")
-    return ComparedValue(name, a == b, a, b, note)
+def _check(name: str, published: str, rebuilt: str, note: str = "") -> ComparedValue:
+    return ComparedValue(name, published == rebuilt, published, rebuilt, note)
 
 
-def _partition_checks(published: list[Any], rebuilt: list[Any]) -> list[ComparedValue]:
+_PLACEMENT = ("type", "uuid", "offset", "size")
+
+
+def _partition_checks(
+    published: tuple[PartitionInfo, ...], rebuilt: tuple[PartitionInfo, ...]
+) -> list[ComparedValue]:
     checks = []
-    theirs = {p.get("name"): p for p in rebuilt if isinstance(p, dict)}
-    names = [p.get("name") for p in published if isinstance(p, dict)]
+    theirs = {p.name: p for p in rebuilt}
+    names = {p.name for p in published}
     for part in published:
-        if not isinstance(part, dict):
-            continue
-        other = theirs.get(part.get("name"))
-        name = f"partition {part.get('name')}"
+        other = theirs.get(part.name)
+        name = f"partition {part.name}"
         if other is None:
             checks.append(ComparedValue(name, False, note="not in the rebuilt image"))
             continue
-        layout = {k: part.get(k) for k in ("type", "uuid", "offset", "size")}
-        other_layout = {k: other.get(k) for k in ("type", "uuid", "offset", "size")}
-        note = (
-            ""
-            if layout == other_layout
-            else (
-                "placement differs: "
-                + ", ".join(
-                    f"{k} {layout[k]} -> {other_layout[k]}"
-                    for k in layout
-                    if layout[k] != other_layout[k]
-                )
-            )
-        )
-        same = part.get("sha256") == other.get("sha256") and not note
-        checks.append(
-            ComparedValue(name, same, str(part.get("sha256")), str(other.get("sha256")), note)
-        )
+        moved = [
+            f"{key} {getattr(part, key)} -> {getattr(other, key)}"
+            for key in _PLACEMENT
+            if getattr(part, key) != getattr(other, key)
+        ]
+        note = "placement differs: " + ", ".join(moved) if moved else ""
+        same = part.sha256 == other.sha256 and not moved
+        checks.append(ComparedValue(name, same, part.sha256, other.sha256, note))
     for extra in theirs:
         if extra not in names:
             checks.append(
@@ -285,20 +266,17 @@ def _partition_checks(published: list[Any], rebuilt: list[Any]) -> list[Compared
     return checks
 
 
-def _source_checks(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[ComparedValue]:
+def _source_checks(published: Manifest, rebuilt: Manifest) -> list[ComparedValue]:
     """What the build was made from: if these differ, the rebuild used other sources."""
-    recipe_a, recipe_b = published.get("recipe", {}), rebuilt.get("recipe", {})
-    packages_a = [_package(p) for p in published.get("packages", [])]
-    packages_b = [_package(p) for p in rebuilt.get("packages", [])]
+    packages_a = [_package(p) for p in published.packages]
+    packages_b = [_package(p) for p in rebuilt.packages]
     changed = sorted(set(packages_a) ^ set(packages_b))
     return [
-        _check("recipe file", recipe_a.get("sha256"), recipe_b.get("sha256")),
-        _check("overlays", published.get("overlays_sha256"), rebuilt.get("overlays_sha256")),
-        _check("lock file", published.get("lock_sha256"), rebuilt.get("lock_sha256")),
+        _check("recipe file", published.recipe_sha256, rebuilt.recipe_sha256),
+        _check("overlays", published.overlays_sha256, rebuilt.overlays_sha256),
+        _check("lock file", published.lock_sha256, rebuilt.lock_sha256),
         _check(
-            "SOURCE_DATE_EPOCH",
-            published.get("source_date_epoch"),
-            rebuilt.get("source_date_epoch"),
+            "SOURCE_DATE_EPOCH", str(published.source_date_epoch), str(rebuilt.source_date_epoch)
         ),
         ComparedValue(
             "packages",
@@ -310,40 +288,36 @@ def _source_checks(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[C
     ]
 
 
-def _package(raw: Any) -> str:
-    if not isinstance(raw, dict):
-        return repr(raw)
-    return f"{raw.get('name')} {raw.get('version')} {raw.get('architecture')} {raw.get('sha256', '')[:12]}"
+def _package(package: ManifestPackage) -> str:
+    return f"{package.name} {package.version} {package.architecture} {package.sha256[:12]}"
 
 
 def _step_checks(
-    published_manifest: dict[str, Any], rebuilt_manifest: dict[str, Any], result: Comparison
+    published: Manifest, rebuilt: Manifest, result: Comparison
 ) -> StepDivergence | None:
-    published = _list(published_manifest.get("steps"))
-    rebuilt = _list(rebuilt_manifest.get("steps"))
-    theirs = {s.get("name"): s for s in rebuilt if isinstance(s, dict)}
+    theirs = {step.name: step for step in rebuilt.steps}
     first: StepDivergence | None = None
     ids_differ = []
-    for step in published:
-        if not isinstance(step, dict):
-            continue
-        name = str(step.get("name"))
-        other = theirs.get(name, {})
-        a, b = str(step.get("content_digest")), str(other.get("content_digest"))
+    for step in published.steps:
+        other = theirs.get(step.name)
+        a = step.content_digest
+        b = other.content_digest if other is not None else ""
         same = a == b
         result.checks.append(
             ComparedValue(
-                f"step {name}", same, a, b if other else "", "" if other else "step did not run"
+                f"step {step.name}", same, a, b, "" if other is not None else "step did not run"
             )
         )
-        if not same and first is None and other:
-            causes = step_causes(step, other, published_manifest, rebuilt_manifest)
-            first = StepDivergence(name, a, b, tuple(causes))
-        elif not same and first is None:
-            first = StepDivergence(name, a, b, ("the rebuild did not run this step",))
-        if other and step.get("id") != other.get("id"):
-            ids_differ.append(name)
-    if ids_differ and not _same_source(published_manifest, rebuilt_manifest):
+        if not same and first is None:
+            causes = (
+                step_causes(step, other, published, rebuilt)
+                if other is not None
+                else ["the rebuild did not run this step"]
+            )
+            first = StepDivergence(step.name, a, b, tuple(causes))
+        if other is not None and step.id != other.id:
+            ids_differ.append(step.name)
+    if ids_differ and not _same_source(published, rebuilt):
         result.notes.append(
             "step ids differ for " + ", ".join(ids_differ) + ": a step id also covers "
             "boothkey's own source, and the rebuild ran another boothkey source; "
@@ -353,39 +327,34 @@ def _step_checks(
 
 
 def step_causes(
-    step: dict[str, Any],
-    other: dict[str, Any],
-    published: dict[str, Any],
-    rebuilt: dict[str, Any],
+    step: StepRecord, other: StepRecord, published: Manifest, rebuilt: Manifest
 ) -> list[str]:
     """Plain-words reasons why one step's output differs between two builds: which of
     its inputs (by content digest; for the tools tree, which packages), which options,
     or else boothkey's source, or else the step itself is not deterministic."""
     causes: list[str] = []
-    inputs_a, inputs_b = _dict(step.get("inputs")), _dict(other.get("inputs"))
-    for name in sorted(inputs_a.keys() | inputs_b.keys()):
-        if inputs_a.get(name) == inputs_b.get(name):
+    for name in sorted(step.inputs.keys() | other.inputs.keys()):
+        a, b = step.inputs.get(name), other.inputs.get(name)
+        if a == b:
             continue
         causes.append(
-            f"input {name}: content digest published {_short(_text(inputs_a.get(name)))}, "
-            f"rebuilt {_short(_text(inputs_b.get(name)))}"
+            f"input {name}: content digest published {_short(a or '')}, rebuilt {_short(b or '')}"
         )
         if name == "tools":
             causes += [f"  tools {line}" for line in _tools_differences(published, rebuilt)]
-    options_a, options_b = _dict(step.get("options")), _dict(other.get("options"))
-    for key in sorted(options_a.keys() | options_b.keys()):
-        if options_a.get(key) != options_b.get(key):
+    for key in sorted(step.options.keys() | other.options.keys()):
+        if step.options.get(key) != other.options.get(key):
             causes.append(
-                f"option {key}: published {_brief(options_a.get(key))}, "
-                f"rebuilt {_brief(options_b.get(key))}"
+                f"option {key}: published {_brief(step.options.get(key))}, "
+                f"rebuilt {_brief(other.options.get(key))}"
             )
     if causes:
         return causes
     if not _same_source(published, rebuilt):
         return [
             "its inputs, options and tools are the same, but another boothkey source ran it "
-            f"(code digest published {_short(_text(published.get('code_sha256')))}, "
-            f"rebuilt {_short(_text(rebuilt.get('code_sha256')))})"
+            f"(code digest published {_short(published.code_sha256)}, "
+            f"rebuilt {_short(rebuilt.code_sha256)})"
         ]
     return [
         "its inputs, options, tools and boothkey source are all the same: the step itself "
@@ -393,10 +362,10 @@ def step_causes(
     ]
 
 
-def _tools_differences(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+def _tools_differences(published: Manifest, rebuilt: Manifest) -> list[str]:
     """Tools packages that differ between two manifests, e.g. "libzstd1 1.5.4 -> 1.5.7"."""
-    tools_a = {str(t.get("name")): t for t in _list(published.get("tools")) if isinstance(t, dict)}
-    tools_b = {str(t.get("name")): t for t in _list(rebuilt.get("tools")) if isinstance(t, dict)}
+    tools_a = {tool.name: tool for tool in published.tools}
+    tools_b = {tool.name: tool for tool in rebuilt.tools}
     lines = []
     for name in sorted(tools_a.keys() | tools_b.keys()):
         a, b = tools_a.get(name), tools_b.get(name)
@@ -404,41 +373,32 @@ def _tools_differences(published: dict[str, Any], rebuilt: dict[str, Any]) -> li
             continue
         if a is None or b is None:
             lines.append(f"{name}: only in the {'rebuilt' if a is None else 'published'} build")
-        elif a.get("version") != b.get("version"):
-            lines.append(f"{name}: {a.get('version')} -> {b.get('version')}")
+        elif a.version != b.version:
+            lines.append(f"{name}: {a.version} -> {b.version}")
         else:
-            lines.append(f"{name} {a.get('version')}: another .deb (sha256 differs)")
+            lines.append(f"{name} {a.version}: another .deb (sha256 differs)")
     return lines or ["(the manifests list the same tools packages)"]
 
 
-def _same_source(published: dict[str, Any], rebuilt: dict[str, Any]) -> bool:
-    return published.get("code_sha256") == rebuilt.get("code_sha256")
+def _same_source(published: Manifest, rebuilt: Manifest) -> bool:
+    return published.code_sha256 == rebuilt.code_sha256
 
 
-def _version_notes(published: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+def _version_notes(published: Manifest, rebuilt: Manifest) -> list[str]:
     """What ran differently without being a difference by itself: another boothkey
     version, other tools packages (they matter only where an output differs)."""
     notes = []
-    if published.get("boothkey") != rebuilt.get("boothkey"):
+    if published.boothkey != rebuilt.boothkey:
         notes.append(
-            f"boothkey version differs: published {published.get('boothkey')}, "
-            f"rebuilt {rebuilt.get('boothkey')}"
+            f"boothkey version differs: published {published.boothkey}, rebuilt {rebuilt.boothkey}"
         )
-    if published.get("tools") != rebuilt.get("tools"):
+    if published.tools != rebuilt.tools:
         notes.append(
             "the tools packages differ ("
             + "; ".join(_tools_differences(published, rebuilt))
             + "); only the outputs above decide whether the builds are the same"
         )
     return notes
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _brief(value: Any, limit: int = 200) -> str:

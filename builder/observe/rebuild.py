@@ -129,7 +129,7 @@ def compare_builds(
     raw = published.raw
     rebuilt_manifest = read_manifest(rebuilt_manifest_path)
     rebuilt = rebuilt_manifest.raw
-    comparison = compare_manifests(raw, rebuilt)
+    comparison = compare_manifests(published, rebuilt_manifest)
     published_image = image or manifest_path.parent / published.image.file
     have_image = published_image.is_file()
     if have_image:

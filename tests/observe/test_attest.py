@@ -51,10 +51,20 @@ def release(tmp_path: Path, published: BuiltImage) -> BuiltImage:
     return copy_image(published, tmp_path / "release")
 
 
+OBSERVER_TOOLS = [
+    {
+        "name": "squashfs-tools",
+        "version": "1:4.5.1-1+observer",
+        "architecture": "amd64",
+        "sha256": "5" * 64,
+    }
+]
+
+
 def _rebuilt_manifest(directory: Path, published: BuiltImage, **changes: Any) -> Path:
     """The observer's own manifest: the published one with their tools, maybe other digests."""
     raw = json.loads(published.manifest_path.read_bytes())
-    raw["tools"] = {"squashfs-tools": "1:4.5.1-1+observer"}
+    raw["tools"] = OBSERVER_TOOLS
     raw["boothkey"] = "0.1.0"
     for dotted, value in changes.items():
         target = raw
@@ -97,7 +107,7 @@ def test_same_rebuild_gives_a_signed_same_statement(
     predicate = statement["predicate"]
     assert predicate["result"] == "same"
     assert predicate["compared_by"] == "boothkey"
-    assert predicate["rebuild"]["tools"] == {"squashfs-tools": "1:4.5.1-1+observer"}
+    assert predicate["rebuild"]["tools"] == OBSERVER_TOOLS
     assert {item["item"] for item in predicate["comparison"]} >= {
         "image", "partition esp", "partition root", "partition root-verity", "UKI",
     }  # fmt: skip

@@ -18,7 +18,7 @@ from project_factory import make_project, project_manifest
 
 from builder import cli
 from builder.build.filelist import file_list_bytes, read_file_list, write_file_list
-from builder.build.manifest import read_manifest, write_manifest
+from builder.build.manifest import parse_manifest, read_manifest, write_manifest
 from builder.commands import rebuild as rebuild_command
 from builder.core.canonical import sha256_file
 from builder.core.errors import InputError, VerificationFailed
@@ -41,6 +41,13 @@ TOOLS_DIGEST = "sha256:" + "7" * 64
 
 def step_digest(index: int) -> str:
     return "sha256:" + "abcdef"[index % 6] * 64
+
+
+def compare(published: dict[str, Any], rebuilt: dict[str, Any]) -> Comparison:
+    """Two raw manifests compared, as `rebuild` does once it has read them."""
+    return compare_manifests(
+        parse_manifest(published, "published"), parse_manifest(rebuilt, "rebuilt")
+    )
 
 
 def manifest_dict() -> dict[str, Any]:
@@ -88,7 +95,7 @@ def manifest_dict() -> dict[str, Any]:
 
 
 def test_identical_manifests_are_the_same() -> None:
-    result = compare_manifests(manifest_dict(), manifest_dict())
+    result = compare(manifest_dict(), manifest_dict())
     assert result.ok
     assert result.first_diverging_step is None
     text = result.to_text()
@@ -103,7 +110,7 @@ def test_first_diverging_step_and_differing_partitions_are_named() -> None:
     rebuilt["image"]["sha256"] = "e" * 64
     rebuilt["partitions"][1]["sha256"] = "e" * 64
     rebuilt["verity"]["root_hash"] = "e" * 64
-    result = compare_manifests(published, rebuilt)
+    result = compare(published, rebuilt)
     assert not result.ok
     assert result.first_diverging_step is not None
     assert result.first_diverging_step.name == "overlay"
@@ -125,7 +132,7 @@ def test_step_ids_and_tool_versions_are_notes_not_differences() -> None:
     rebuilt["tools"][1]["version"] = "1:4.6-1"
     rebuilt["boothkey"] = "0.2.0"
     rebuilt["bundle"] = {"file": "x.tar", "sha256": "1" * 64, "size": 1}
-    result = compare_manifests(published, rebuilt)
+    result = compare(published, rebuilt)
     assert result.ok
     notes = " ".join(result.notes)
     assert "step ids differ for overlay, rootimage" in notes
@@ -149,7 +156,7 @@ def test_divergence_names_the_tools_packages_that_differ() -> None:
     for step in rebuilt["steps"]:
         step["inputs"]["tools"] = "sha256:" + "8" * 64
     diverge_from(rebuilt, STEPS.index("rootimage"))
-    result = compare_manifests(published, rebuilt)
+    result = compare(published, rebuilt)
     assert not result.ok
     step = result.first_diverging_step
     assert step is not None and step.name == "rootimage"
@@ -167,13 +174,12 @@ def test_divergence_names_inputs_and_options_that_differ() -> None:
     rootimage = rebuilt["steps"][STEPS.index("rootimage")]
     rootimage["options"] = {"level": 22}
     rebuilt["steps"][STEPS.index("overlay")]["options"] = {"files": ["etc/motd"]}
-    step = compare_manifests(published, rebuilt).first_diverging_step
+    step = compare(published, rebuilt).first_diverging_step
     assert step is not None and step.name == "overlay"
     assert step.causes == ('option files: published (none), rebuilt ["etc/motd"]',)
     # rootimage: its input overlay and its level both differ.
-    causes = step_causes(
-        published["steps"][STEPS.index("rootimage")], rootimage, published, rebuilt
-    )
+    a, b = parse_manifest(published, "published"), parse_manifest(rebuilt, "rebuilt")
+    causes = step_causes(a.steps[STEPS.index("rootimage")], b.steps[STEPS.index("rootimage")], a, b)
     assert causes == [
         f"input overlay: content digest published {step_digest(1)}, rebuilt sha256:{'1' * 64}",
         "option level: published 19, rebuilt 22",
@@ -183,14 +189,14 @@ def test_divergence_names_inputs_and_options_that_differ() -> None:
 def test_same_inputs_and_options_blame_the_source_or_the_step_itself() -> None:
     published, rebuilt = manifest_dict(), manifest_dict()
     diverge_from(rebuilt, STEPS.index("verity"))
-    step = compare_manifests(published, rebuilt).first_diverging_step
+    step = compare(published, rebuilt).first_diverging_step
     assert step is not None and step.name == "verity"
     assert step.causes == (
         "its inputs, options, tools and boothkey source are all the same: the step itself "
         "is not deterministic on one of the two machines (please report this)",
     )
     rebuilt["code_sha256"] = "1" * 64
-    step = compare_manifests(published, rebuilt).first_diverging_step
+    step = compare(published, rebuilt).first_diverging_step
     assert step is not None and len(step.causes) == 1
     assert step.causes[0].startswith("its inputs, options and tools are the same, but another")
     assert f"rebuilt {'1' * 64}" in step.causes[0]
@@ -203,7 +209,7 @@ def test_source_and_layout_differences_are_reported() -> None:
     rebuilt["partitions"][0]["uuid"] = "other"
     rebuilt["partitions"].append(dict(rebuilt["partitions"][0], name="booth-data"))
     rebuilt["steps"] = rebuilt["steps"][:-1]
-    result = compare_manifests(published, rebuilt)
+    result = compare(published, rebuilt)
     lines = {check.name: check.line() for check in result.checks if not check.ok}
     assert "lock file" in lines and "packages" in lines
     assert "busybox 1 amd64" in lines["packages"] and "busybox 2 amd64" in lines["packages"]
@@ -377,7 +383,7 @@ def test_rebuild_command_exit_codes(
         rebuilt = manifest_dict()
         if not same:
             rebuilt["image"]["sha256"] = "0" * 64
-        return RebuildResult(compare_manifests(manifest_dict(), rebuilt), work, work, work)
+        return RebuildResult(compare(manifest_dict(), rebuilt), work, work, work)
 
     monkeypatch.setattr(rebuild_command, "rebuild_and_compare", fake)
     argv = ["rebuild", str(manifest), "--mirror", "http://127.0.0.1:9/debian", "--quiet"]
