@@ -6,7 +6,10 @@ package's main licence as a Debian licence expression ("GPL-2+ or Artistic").
 `package_licences` reads those files straight from the cached, verified .debs
 (offline, nothing installed) and maps the expressions to SPDX: Debian short
 names with a clear SPDX counterpart become SPDX ids, anything else becomes a
-`LicenseRef-…`, and a missing or free-form copyright file gives NOASSERTION.
+`LicenseRef-…` (with its text from the same file, see `builder.build.notices`).
+A free-form file gets the licence a person read from it, recorded in
+`builder.build.licence_review` for that file's sha256; a missing file, or a free-form
+one without such a reading, gives NOASSERTION.
 
 Reading a big .deb (the kernel) takes seconds, so the copyright file found in
 each .deb can be kept in a cache directory keyed by the .deb's sha256: the key
