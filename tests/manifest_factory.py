@@ -96,6 +96,7 @@ def manifest(
     name: str = "demo",
     version: str = "2026.1",
     supplier: str | None = None,
+    supplier_contact: str | None = None,
     epoch: int | None = None,
     image_file: str | None = None,
     image_size: int = 85 * MIB,
@@ -130,6 +131,7 @@ def manifest(
         "boothkey": "0.1.0",
         "code_sha256": code_sha256,
         "supplier": supplier,
+        "supplier_contact": supplier_contact,
         "recipe": {
             "file": f"recipes/{name}.yaml",
             "sha256": recipe_sha256,

@@ -1,10 +1,12 @@
 """Fixtures for SBOM and provenance tests: small .debs covering the licence cases
-(DEP-5, header-only, free-form, none, a shared doc directory), a lock pinning them
-across two suites, manifest data for a fictitious image of it, and the SPDX
-project's own validator."""
+(DEP-5, header-only, a licence without SPDX id, free-form, none, a shared doc
+directory), a lock pinning them
+across two suites, manifest data for a fictitious image of it, the SPDX
+project's own validator and ntia-conformance-checker's report."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,8 +51,21 @@ DEP5_HEADER_ONLY = (
 """
 )
 FREE_FORM = b"""This package was debianized by someone in 1999.
+Copyright (C) 1999-2004 Someone <someone@example.org>
 It is licensed under the GNU GPL; see /usr/share/common-licenses/GPL.
 """
+# A DEP-5 file whose licence has no SPDX id: its text must reach the SBOM.
+DEP5_CUSTOM = (
+    DEP5_FORMAT
+    + b"""Upstream-Name: delta
+
+Files: *
+Copyright: 2019 Delta Makers
+ 2020 Another Delta Maker
+License: Delta-Licence
+ Permission is granted to use delta for anything at all.
+"""
+)
 
 
 def validate_spdx(path: Path) -> subprocess.CompletedProcess[str]:
@@ -58,6 +73,52 @@ def validate_spdx(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PYSPDXTOOLS, "-i", str(path)], capture_output=True, text=True, check=False
     )
+
+
+SBOMCHECK = shutil.which("sbomcheck") or str(Path(PYSPDXTOOLS).with_name("sbomcheck"))
+# The profiles of the installed ntia-conformance-checker (`sbomcheck --help` lists them).
+PROFILES = ("ntia", "fsct3-min", "bsi")
+
+
+@dataclass(frozen=True)
+class Conformance:
+    """ntia-conformance-checker's verdict on one SBOM for one profile: whether it
+    conforms, each requirement's row (True: met), and for the component rows the names
+    of the components that miss it."""
+
+    conformant: bool
+    rows: dict[str, bool]
+    missing: dict[str, list[str]]
+    report: str
+
+
+def check_conformance(path: Path, profile: str) -> Conformance:
+    """Run ntia-conformance-checker's `sbomcheck` on an SPDX 2.3 document."""
+
+    def run(*options: str) -> str:
+        result = subprocess.run(
+            [SBOMCHECK, "-c", profile, *options, str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout
+
+    report = run()
+    rows = {}
+    for line in report.splitlines():
+        name, bar, status = line.rpartition("|")
+        if bar and status.strip() in {"True", "False"}:
+            rows[name.strip()] = status.strip() == "True"
+    data = json.loads(run("-r", "json"))
+    missing = {
+        key: sorted(value["nonconformantComponents"])
+        for key, value in data.items()
+        if isinstance(value, dict) and "nonconformantComponents" in value
+    }
+    conformant = "Conformant: True" in report
+    assert conformant == data["isConformant"], report
+    return Conformance(conformant, rows, missing, report)
 
 
 def _deb_with_doc_link(directory: Path, name: str, target: str) -> Path:
@@ -91,13 +152,14 @@ class LockedDebs:
 
 
 def make_locked_debs(directory: Path) -> LockedDebs:
-    """Five small .debs covering the licence cases, and a lock pinning them."""
+    """Six small .debs covering the licence cases, and a lock pinning them."""
     doc = "/usr/share/doc"
     made = [
         (make_deb(directory, "alpha", "1:2.0+dfsg-1", files={f"{doc}/alpha/copyright": DEP5_GPL}), ("rootfs", "tools")),
         (make_deb(directory, "beta", "3.1", files={f"{doc}/beta/copyright": DEP5_HEADER_ONLY}), ("rootfs", "boot")),
         (make_deb(directory, "gamma", "0.9", files={f"{doc}/gamma/copyright": FREE_FORM}), ("boot",)),
         (make_deb(directory, "nodoc", "1", files={"/usr/bin/nodoc": b"#!/bin/sh\n"}), ("tools",)),
+        (make_deb(directory, "delta", "4", files={f"{doc}/delta/copyright": DEP5_CUSTOM}), ("rootfs",)),
     ]  # fmt: skip
     packages = [package_of(deb, sets=sets, suite="bookworm") for deb, sets in made]
     debs = {deb.sha256: deb.path for deb, _sets in made}

@@ -6,7 +6,10 @@ package's main licence as a Debian licence expression ("GPL-2+ or Artistic").
 `package_licences` reads those files straight from the cached, verified .debs
 (offline, nothing installed) and maps the expressions to SPDX: Debian short
 names with a clear SPDX counterpart become SPDX ids, anything else becomes a
-`LicenseRef-…`, and a missing or free-form copyright file gives NOASSERTION.
+`LicenseRef-…` (with its text from the same file, see `builder.build.notices`).
+A free-form file gets the licence a person read from it, recorded in
+`builder.build.licence_review` for that file's sha256; a missing file, or a free-form
+one without such a reading, gives NOASSERTION.
 
 Reading a big .deb (the kernel) takes seconds, so the copyright file found in
 each .deb can be kept in a cache directory keyed by the .deb's sha256: the key
@@ -15,11 +18,13 @@ is the content, so a cached answer can never be stale.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,6 +32,8 @@ from typing import Any
 
 from debian.copyright import Copyright
 
+from builder.build.licence_review import reviewed_licence
+from builder.build.notices import copyright_notices, licence_text
 from builder.core.canonical import canonical_json
 from builder.core.errors import InputError
 from builder.core.fsutil import write_atomic
@@ -93,11 +100,14 @@ DEBIAN_TO_SPDX: dict[str, str] = {
     "unicode-dfs-2016": "Unicode-DFS-2016",
     "bzip2-1.0.6": "bzip2-1.0.6",
     "wtfpl": "WTFPL",
+    "sleepycat": "Sleepycat",
     "0bsd": "0BSD",
 }
 # SPDX ids some packages already write in their DEP-5 files.
 _SPDX_IDS = {value.lower(): value for value in DEBIAN_TO_SPDX.values()}
 _OPERATOR = re.compile(r"\s+(and|or)\s+", re.IGNORECASE)
+# A DEP-5 expression split into its licence names (commas, and/or, parentheses).
+_TERM_SPLIT = re.compile(r"\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+|[()]", re.IGNORECASE)
 _COMMA_GROUP = re.compile(r",\s*(?=(?:and|or)\s)", re.IGNORECASE)
 
 
@@ -116,6 +126,10 @@ class PackageLicence:
     spdx: str
     refs: tuple[str, ...]
     origin: str
+    # The copyright notices the file states (one per line), or NOASSERTION.
+    notices: str = NOASSERTION
+    # (LicenseRef id, the licence's text as the copyright file gives it) for each ref.
+    texts: tuple[tuple[str, str], ...] = ()
 
 
 def licence_ref(name: str) -> str:
@@ -262,18 +276,66 @@ def cached_doc_entry(
     return entry
 
 
-def _licence_from_entry(package: str, entry: DocEntry) -> PackageLicence:
+def _licence_texts(
+    copyright_text: str, debian: str, refs: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """Each LicenseRef's text: the file's own text for the licence name it stands for,
+    else the whole copyright file (which is then the only statement of it)."""
+    names = {licence_ref(term): term for term in _TERM_SPLIT.split(debian) if term.strip()}
+    return tuple(
+        (ref, licence_text(copyright_text, names.get(ref, "")) or copyright_text.strip())
+        for ref in refs
+    )
+
+
+def _licence_from_entry(package: str, owner: str, entry: DocEntry) -> PackageLicence:
+    """`package`'s licence from `entry`, the doc entry of `owner` (itself, or the package
+    whose doc directory it shares)."""
     if entry.copyright is None:
         return PackageLicence(package, "", NOASSERTION, (), "no copyright file in the package")
+    path = f"/usr/share/doc/{owner}/copyright"
+    notices = copyright_notices(entry.copyright) or NOASSERTION
     declared = entry.declared
-    if declared is None:
+    if declared is not None:
+        spdx, refs = debian_to_spdx(declared)
+        texts = _licence_texts(entry.copyright, declared, refs)
+        return PackageLicence(package, declared, spdx, refs, f"DEP-5 {path}", notices, texts)
+    file_sha256 = hashlib.sha256(entry.copyright.encode()).hexdigest()
+    reviewed = reviewed_licence(package, file_sha256)
+    if reviewed is None:
         return PackageLicence(
-            package, "", NOASSERTION, (), "copyright file is not in the DEP-5 format"
+            package,
+            "",
+            NOASSERTION,
+            (),
+            f"{path} is not in the DEP-5 format and boothkey's reviewed table "
+            f"(builder/build/licence_review.py) has no reading of it (sha256 {file_sha256})",
+            notices,
         )
-    spdx, refs = debian_to_spdx(declared)
+    refs = tuple(sorted(set(re.findall(r"LicenseRef-[A-Za-z0-9.-]+", reviewed.spdx))))
     return PackageLicence(
-        package, declared, spdx, refs, f"DEP-5 /usr/share/doc/{package}/copyright"
+        package,
+        "",
+        reviewed.spdx,
+        refs,
+        f"{path} (not DEP-5) as read by a person, recorded in boothkey's reviewed table "
+        f"for this file's sha256 {file_sha256}: {reviewed.note}",
+        notices,
+        tuple((ref, entry.copyright.strip()) for ref in refs),
     )
+
+
+def _doc_owner(name: str, entries: Mapping[str, DocEntry]) -> str:
+    """The package whose copyright file `name` uses: itself, or the end of its chain of
+    shared doc directories (binutils-x86-64-linux-gnu -> libbinutils -> binutils-common)."""
+    owner, seen = name, {name}
+    while entries[owner].copyright is None and entries[owner].doc_link:
+        target = PurePosixPath(entries[owner].doc_link or "").name
+        if target not in entries or target in seen:
+            break
+        owner = target
+        seen.add(owner)
+    return owner
 
 
 def package_licences(
@@ -284,7 +346,8 @@ def package_licences(
     """Declared licence of every package, by name, read from its verified .deb.
 
     A package whose doc directory links to another locked package's (as
-    linux-image-amd64's may) gets that package's licence.
+    linux-image-amd64's may), directly or through a chain of such links, gets
+    that package's copyright file.
     """
     chosen = sorted(packages, key=lambda p: (p.name, p.architecture))
     # lzma and zlib release the GIL while they decompress, so threads use every core.
@@ -292,17 +355,12 @@ def package_licences(
         found = pool.map(lambda pkg: cached_doc_entry(pkg, deb_path, cache_dir), chosen)
         entries = {pkg.name: entry for pkg, entry in zip(chosen, found, strict=True)}
     licences: dict[str, PackageLicence] = {}
-    for name, entry in entries.items():
-        licence = _licence_from_entry(name, entry)
-        target = PurePosixPath(entry.doc_link).name if entry.doc_link else ""
-        if entry.copyright is None and target in entries and target != name:
-            shared = _licence_from_entry(target, entries[target])
-            licence = PackageLicence(
-                name,
-                shared.debian,
-                shared.spdx,
-                shared.refs,
-                f"{shared.origin} (shared doc directory)",
+    for name in entries:
+        owner = _doc_owner(name, entries)
+        licence = _licence_from_entry(name, owner, entries[owner])
+        if owner != name:
+            licence = dataclasses.replace(
+                licence, origin=f"{licence.origin} (shared doc directory)"
             )
         licences[name] = licence
     return licences

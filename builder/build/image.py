@@ -165,6 +165,7 @@ def make_manifest(
             "package_set_digest": recipe.package_set_digest(),
         },
         "supplier": recipe.supplier,
+        "supplier_contact": recipe.supplier_contact,
         "overlays_sha256": overlays_digest(recipe),
         "lock_sha256": sha256_file(recipe.lock_path),
         "source_date_epoch": lock.source_date_epoch,

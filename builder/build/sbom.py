@@ -2,7 +2,9 @@
 
 The document describes the image (its file name, size and sha256) and every
 locked Debian package: name, version, architecture, the .deb's sha256, its
-pool path, a package URL, and the licence its DEP-5 copyright file declares.
+pool path, a package URL, the licence its copyright file declares (DEP-5, else a
+person's recorded reading: builder/build/copyright.py), stated as both declared and
+concluded, and the copyright notices of that file.
 The image CONTAINS every package of the "rootfs" set (installed in the root
 filesystem) and of the "boot" set (extracted into the UKI and initrd); a package
 of the "tools" set made the image's bytes without being in it, so it is a
@@ -16,6 +18,7 @@ SOURCE_DATE_EPOCH, so two builds of the same image give identical bytes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,6 +33,10 @@ from builder.source.toolset import TOOLS_SET
 SPDX_VERSION = "SPDX-2.3"
 NAMESPACE_BASE = "https://spdx.org/spdxdocs/"
 IMAGE_SPDXID = "SPDXRef-Image"
+_CONCLUDED = (
+    " Concluded licence: the declared one, taken from the copyright file; the files were"
+    " not examined one by one."
+)
 _SET_MEANING = {
     "rootfs": "installed in the root filesystem",
     "boot": "files extracted into the UKI or initrd",
@@ -57,14 +64,23 @@ def package_spdxid(pkg: LockedPackage) -> str:
     return f"SPDXRef-deb-{safe}"
 
 
-def _package_entry(pkg: LockedPackage, licence: PackageLicence | None) -> dict[str, Any]:
+def _package_entry(
+    pkg: LockedPackage, licence: PackageLicence | None, renamed: Mapping[tuple[str, str], str]
+) -> dict[str, Any]:
     sets = ", ".join(f"{name} ({_SET_MEANING.get(name, name)})" for name in pkg.sets)
     origin = f" from suite {pkg.suite}" if pkg.suite else ""
     comment = f"Debian package{origin}; boothkey sets: {sets or 'none'}."
+    spdx = NOASSERTION
     if licence is not None:
+        spdx = licence.spdx
+        for ref in licence.refs:
+            unique = renamed.get((pkg.name, ref), ref)
+            spdx = re.sub(rf"{re.escape(ref)}(?![A-Za-z0-9.-])", unique, spdx)
         comment += f" Licence from: {licence.origin}."
         if licence.debian:
             comment += f" Declared as: {licence.debian}."
+        if spdx != NOASSERTION:
+            comment += _CONCLUDED
     return {
         "SPDXID": package_spdxid(pkg),
         "name": pkg.name,
@@ -81,33 +97,45 @@ def _package_entry(pkg: LockedPackage, licence: PackageLicence | None) -> dict[s
                 "referenceLocator": purl(pkg),
             }
         ],
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": licence.spdx if licence is not None else NOASSERTION,
-        "copyrightText": NOASSERTION,
+        "licenseConcluded": spdx,
+        "licenseDeclared": spdx,
+        "copyrightText": licence.notices if licence is not None else NOASSERTION,
         "comment": comment,
     }
 
 
 def _extracted_licences(
     packages: tuple[LockedPackage, ...], licences: Mapping[str, PackageLicence]
-) -> list[dict[str, Any]]:
-    users: dict[str, list[str]] = {}
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], str]]:
+    """hasExtractedLicensingInfos, and the LicenseRefs renamed because one name stands
+    for different texts in different packages: {(package, ref): unique ref}."""
+    users: dict[str, dict[str, list[str]]] = {}  # ref -> text -> packages
     for pkg in packages:
         licence = licences.get(pkg.name)
+        texts = dict(licence.texts) if licence is not None else {}
         for ref in licence.refs if licence is not None else ():
-            users.setdefault(ref, []).append(pkg.name)
-    return [
-        {
-            "licenseId": ref,
-            "name": ref.removeprefix("LicenseRef-"),
-            "extractedText": (
-                "A licence named in Debian machine-readable copyright files with no clear "
-                "SPDX identifier; its text is in /usr/share/doc/PACKAGE/copyright of: "
-                + ", ".join(sorted(set(names)))
-            ),
-        }
-        for ref, names in sorted(users.items())
-    ]
+            text = texts.get(ref, "")
+            users.setdefault(ref, {}).setdefault(text, []).append(pkg.name)
+    renamed: dict[tuple[str, str], str] = {}
+    entries = []
+    for ref, by_text in sorted(users.items()):
+        for text, names in sorted(by_text.items()):
+            unique = ref
+            if len(by_text) > 1:  # the text's digest tells the variants apart
+                unique = f"{ref}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+                renamed.update({(name, ref): unique for name in names})
+            entries.append(
+                {
+                    "licenseId": unique,
+                    "name": ref.removeprefix("LicenseRef-"),
+                    "extractedText": text
+                    or f"(the copyright files of {', '.join(sorted(set(names)))} name this "
+                    "licence without giving its text)",
+                    "comment": "Text from /usr/share/doc/PACKAGE/copyright of: "
+                    + ", ".join(sorted(set(names))),
+                }
+            )
+    return sorted(entries, key=lambda entry: str(entry["licenseId"])), renamed
 
 
 def make_sbom(
@@ -125,6 +153,9 @@ def make_sbom(
     """
     name, version = str(manifest["name"]), str(manifest["version"])
     supplier = manifest.get("supplier")
+    contact = manifest.get("supplier_contact")
+    # SPDX 2.3 writes an organisation's contact in parentheses after its name.
+    organisation = f"Organization: {supplier}" + (f" ({contact})" if contact else "")
     image = manifest["image"]
     packages = tuple(sorted(lock.packages, key=lambda p: (p.name, p.architecture)))
     image_entry = {
@@ -137,7 +168,7 @@ def make_sbom(
         "checksums": [{"algorithm": "SHA256", "checksumValue": image["sha256"]}],
         "primaryPackagePurpose": "OPERATING-SYSTEM",
         # The recipe's supplier: the authority that publishes the image.
-        "supplier": f"Organization: {supplier}" if supplier else NOASSERTION,
+        "supplier": organisation if supplier else NOASSERTION,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
@@ -182,6 +213,7 @@ def make_sbom(
             for other in needed
             if pkg_name in spdxids and other in spdxids
         ]
+    extracted, renamed = _extracted_licences(packages, licences)
     document: dict[str, Any] = {
         "spdxVersion": SPDX_VERSION,
         "dataLicense": "CC0-1.0",
@@ -191,18 +223,17 @@ def make_sbom(
         "creationInfo": {
             "created": iso_time(int(manifest["source_date_epoch"])),
             "creators": [
-                *([f"Organization: {supplier}"] if supplier else []),
+                *([organisation] if supplier else []),
                 f"Tool: boothkey-{__version__}",
             ],
             "comment": "created time is the build's SOURCE_DATE_EPOCH, not the wall clock",
         },
         "packages": [
             image_entry,
-            *(_package_entry(pkg, licences.get(pkg.name)) for pkg in packages),
+            *(_package_entry(pkg, licences.get(pkg.name), renamed) for pkg in packages),
         ],
         "relationships": relationships,
     }
-    extracted = _extracted_licences(packages, licences)
     if extracted:
         document["hasExtractedLicensingInfos"] = extracted
     return document

@@ -1,11 +1,12 @@
 """The one rule for text that boothkey shows to people or writes into documents they
 read: election names on the voter's screen and ballot (docs/election-data.md, "Text
 shown to the voter"; the booth applies the same rule with its own code, booth/text.py)
-and a recipe's supplier in the SBOM.
+and a recipe's supplier and its contact in the SBOM.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 MAX_TEXT_LENGTH = 200
@@ -52,4 +53,22 @@ def text_problem(text: str) -> str | None:
             return f"contains {refused} (U+{code:04X}) at character {position}"
     if not text.strip():
         return "is empty or only spaces"
+    return None
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://[^/\s]+\.[^/\s]+(/\S*)?$", re.IGNORECASE)
+
+
+def contact_problem(contact: str) -> str | None:
+    """Why `contact` is not a way to reach a supplier, or None if it is: text by
+    `text_problem`'s rule that is one e-mail address (name@domain.tld) or one http(s) URL,
+    without spaces or parentheses (SPDX writes a contact in parentheses)."""
+    problem = text_problem(contact)
+    if problem is not None:
+        return problem
+    if "(" in contact or ")" in contact:
+        return "has a parenthesis"
+    if not (_EMAIL.match(contact) or _URL.match(contact)):
+        return "is neither an e-mail address (name@example.org) nor an http(s) URL"
     return None

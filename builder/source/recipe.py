@@ -17,7 +17,7 @@ from builder.core.canonical import sha256_json
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
-from builder.core.text import text_problem
+from builder.core.text import contact_problem, text_problem
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ROOTFS_FORMATS = ("squashfs", "erofs")
@@ -184,6 +184,9 @@ class Recipe:
     # Who publishes the image (an election authority), named as the image's supplier
     # in the SBOM; None: not said.
     supplier: str | None = None
+    # How to reach the supplier (an e-mail address or an http(s) URL), written beside
+    # its name in the SBOM; None: not said.
+    supplier_contact: str | None = None
     project_dir: Path = field(default=Path("."))
 
     @property
@@ -253,6 +256,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             "secure_boot": False,
             "data_partition": False,
             "supplier": False,
+            "supplier_contact": False,
         },
     )
     if not isinstance(raw, dict):
@@ -323,6 +327,16 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
                 reader.error("supplier", f"{supplier!r} {problem}")
                 supplier = None
 
+    contact = None
+    if "supplier_contact" in top:
+        contact = reader.string(top["supplier_contact"], "supplier_contact") or None
+        problem = None if contact is None else contact_problem(contact)
+        if problem is None and contact is not None and supplier is None:
+            problem = "is given without a supplier"
+        if problem is not None:
+            reader.error("supplier_contact", f"{contact!r} {problem}")
+            contact = None
+
     if reader.problems:
         raise ValidationErrors(reader.problems)
     return Recipe(
@@ -341,6 +355,7 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
         secure_boot=secure_boot,
         data_partition=data_partition,
         supplier=supplier,
+        supplier_contact=contact,
         project_dir=project,
     )
 

@@ -81,7 +81,13 @@ def demo_lock() -> Lock:
 
 
 def demo_manifest(lock: Lock) -> dict[str, Any]:
-    return manifest(lock, version="2026.1", supplier="Example Election Authority", epoch=EPOCH)
+    return manifest(
+        lock,
+        version="2026.1",
+        supplier="Example Election Authority",
+        supplier_contact="sbom@example.org",
+        epoch=EPOCH,
+    )
 
 
 # A tree's listing as `tree_listing` gives it (owners and times as a build leaves them).
@@ -97,9 +103,18 @@ FILE_ENTRIES: list[dict[str, Any]] = [
 DEPENDENCIES = {"busybox-static": (), "libc6": (), "squashfs-tools": ("libc6",)}
 
 LICENCES = {
-    "base-files": PackageLicence("base-files", "GPL-2+", "GPL-2.0-or-later", (), "copyright"),
+    "base-files": PackageLicence(
+        "base-files", "GPL-2+", "GPL-2.0-or-later", (), "copyright",
+        "Copyright (C) 1995-2011 Software in the Public Interest.",
+    ),
     "libc6": PackageLicence("libc6", "", "NOASSERTION", (), "no machine-readable copyright"),
-}
+    "systemd-boot-efi": PackageLicence(
+        "systemd-boot-efi", "LGPL-2.1+ and public-domain",
+        "LGPL-2.1-or-later AND LicenseRef-public-domain", ("LicenseRef-public-domain",),
+        "DEP-5 /usr/share/doc/systemd-boot-efi/copyright", "2010-2022 systemd contributors",
+        (("LicenseRef-public-domain", "The author disclaims copyright to this source code."),),
+    ),
+}  # fmt: skip
 
 
 def generate(out: Path) -> list[Path]:

@@ -125,6 +125,21 @@ def test_supplier_is_one_line_of_plain_text(tmp_path: Path) -> None:
         assert len(found) == 1 and ": supplier: " in found[0], (bad, found)
 
 
+def test_supplier_contact_is_an_email_address_or_a_url(tmp_path: Path) -> None:
+    supplier = MINIMAL + "supplier: Ville de Liège\n"
+    assert load_recipe(write(tmp_path, supplier)).supplier_contact is None
+    for good in ("sbom@example.org", "https://example.org/sbom", "http://example.org"):
+        recipe = load_recipe(write(tmp_path, supplier + f"supplier_contact: {good}\n"))
+        assert recipe.supplier_contact == good
+    for bad in ("example.org", '"a b@example.org"', '"x@example.org\u200b"', "ftp://example.org",
+                '"(x@example.org)"', '"mailto:x@example.org)"', "x" * 190 + "@example.org"):  # fmt: skip
+        found = problems_of(write(tmp_path, supplier + f"supplier_contact: {bad}\n"))
+        assert len(found) == 1 and ": supplier_contact: " in found[0], (bad, found)
+    # A contact says how to reach the supplier: without one it means nothing.
+    found = problems_of(write(tmp_path, MINIMAL + "supplier_contact: x@example.org\n"))
+    assert len(found) == 1 and "without a supplier" in found[0], found
+
+
 def test_not_yaml_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid YAML"):
         load_recipe(write(tmp_path, "name: [unclosed\n"))
