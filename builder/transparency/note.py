@@ -132,12 +132,11 @@ class Note:
         return self.to_text().encode()
 
     def with_signatures(self, extra: Iterable[NoteSignature]) -> Note:
-        """This note plus `extra`, dropping repeats of a (name, key id) already present."""
+        """This note plus the lines of `extra` it does not hold yet (an exact repeat is
+        dropped; another signature under a known name stays, for verifiers to judge)."""
         signatures = list(self.signatures)
-        seen = {(s.name, s.key_id) for s in signatures}
         for sig in extra:
-            if (sig.name, sig.key_id) not in seen:
-                seen.add((sig.name, sig.key_id))
+            if sig not in signatures:
                 signatures.append(sig)
         return Note(self.text, tuple(signatures))
 
