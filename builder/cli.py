@@ -23,6 +23,7 @@ from builder.commands import log as log_command
 from builder.commands import rebuild as rebuild_command
 from builder.commands import sign as sign_command
 from builder.commands import verify as verify_command
+from builder.commands import witness as witness_command
 from builder.core.errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
@@ -42,6 +43,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     election_command,
     fingerprint_command,
     log_command,
+    witness_command,
 )
 
 
