@@ -145,3 +145,33 @@ def verify_bundle(
         threshold,
         count.details,
     )
+
+
+# On a key the bundle sits in the last PROOF_SLOT_SIZE bytes of the "booth-data"
+# partition, apart from the election data at its start: magic, length (u64 big-endian),
+# the bundle's bytes, zeros.
+PROOF_MAGIC = b"BKPROOF1"
+PROOF_SLOT_SIZE = 64 * 1024
+_HEADER_SIZE = 16
+
+
+def proof_slot(bundle: bytes) -> bytes:
+    """The proof slot's bytes (exactly PROOF_SLOT_SIZE) holding `bundle`."""
+    if _HEADER_SIZE + len(bundle) > PROOF_SLOT_SIZE:
+        raise InputError(
+            f"the proof bundle ({len(bundle)} bytes) does not fit the {PROOF_SLOT_SIZE}-byte slot"
+        )
+    record = PROOF_MAGIC + len(bundle).to_bytes(8, "big") + bundle
+    return record + bytes(PROOF_SLOT_SIZE - len(record))
+
+
+def bundle_from_slot(slot: bytes, shown: str) -> bytes | None:
+    """The bundle a proof slot holds; None for an empty (all-zero) slot."""
+    if not slot.strip(b"\0"):
+        return None
+    if len(slot) != PROOF_SLOT_SIZE or slot[:8] != PROOF_MAGIC:
+        raise InputError(f"{shown}: the proof slot holds something that is not a proof bundle")
+    length = int.from_bytes(slot[8:16], "big")
+    if _HEADER_SIZE + length > PROOF_SLOT_SIZE:
+        raise InputError(f"{shown}: the proof slot's length field is too large")
+    return slot[_HEADER_SIZE : _HEADER_SIZE + length]
