@@ -152,8 +152,8 @@ def _data_parts(envelope: bytes, size: int, log_proof: bytes | None) -> tuple[by
     if len(prefix) + len(slot) > size:
         raise InputError(
             f"election data ({len(prefix)} bytes)"
-            + (f" and the release log proof slot ({len(slot)} bytes)" if slot else "")
-            + f" do not fit the {size}-byte {DATA_PARTITION} partition"
+            + (f" with the release log proof slot ({len(slot)} bytes)" if slot else "")
+            + f" does not fit the {size}-byte {DATA_PARTITION} partition"
         )
     return prefix, slot
 

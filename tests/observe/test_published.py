@@ -178,3 +178,16 @@ def test_the_verify_command_reports_the_log_check(
             log=LogTrust(tmp_path / "log" / "log.vkey", tmp_path / "witnesses", 1, proof),
         )
     assert main([*argv[:8], "--witness-threshold", "2"]) == 2
+
+
+def test_election_data_and_the_proof_slot_must_fit_together(tmp_path: Path) -> None:
+    from builder.station.stations import write_data_partition
+    from builder.transparency.proof import PROOF_SLOT_SIZE, bundle_from_slot
+
+    path = tmp_path / "data"
+    write_data_partition(path, b"{}", PROOF_SLOT_SIZE + 1024, b'{"format": 1}')
+    data = path.read_bytes()
+    assert len(data) == PROOF_SLOT_SIZE + 1024
+    assert bundle_from_slot(data[-PROOF_SLOT_SIZE:], "slot") == b'{"format": 1}'
+    with pytest.raises(InputError, match="with the release log proof slot"):
+        write_data_partition(path, b"x" * 2048, PROOF_SLOT_SIZE + 1024, b"{}")
