@@ -3,6 +3,7 @@ checkpoints with consistency proofs, proof bundles, and what a damaged log says.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -173,3 +174,32 @@ def test_cosignatures_are_merged_into_the_checkpoint(tmp_path: Path) -> None:
     other.write_text(note.text.replace("\n2\n", "\n1\n") + "\n" + line.line())
     with pytest.raises(InputError, match="cosigns another checkpoint"):
         add_cosignatures(log, [other])
+
+
+def test_the_log_commands_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from builder.cli import main
+    from builder.trust.keys import encrypt_private_key
+
+    key_file = tmp_path / "authority.key"
+    key_file.write_bytes(encrypt_private_key(fixed_key("authority"), b"pass"))
+    monkeypatch.setenv("BOOTHKEY_PASSPHRASE", "pass")
+    log = str(tmp_path / "log")
+    key = ["--key", str(key_file)]
+    assert main(["log", "init", log, *key, "--origin", ORIGIN]) == 0
+    for version in ("2030.1", "2030.2", "2030.3"):
+        manifest = fake_manifest(tmp_path, "booth", version)
+        assert main(["log", "append", log, str(manifest)]) == 0
+    assert main(["log", "checkpoint", log, *key]) == 0
+    out = tmp_path / "proof.json"
+    assert main(["log", "prove", log, "--entry", "2", "--out", str(out)]) == 0
+    assert main(["log", "consistency", log, "--from", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"log {ORIGIN} started" in printed
+    assert "entry 2: release booth 2030.3" in printed
+    assert f"checkpoint: {ORIGIN} size 3 root " in printed
+    proof = consistency(tmp_path / "log", 1, None)
+    assert printed.endswith("".join(base64.b64encode(h).decode() + "\n" for h in proof))
+    assert main(["log", "append", log, str(manifest)]) == 2
+    assert "already in the log at index 2" in capsys.readouterr().err
