@@ -4,6 +4,5 @@ beside it) through the content-addressed step cache (`stepcache`), then writes t
 manifest, the file list, the SBOM and the provenance.
 
 May import: builder.core, builder.formats, builder.trust, builder.transparency,
-builder.source (never the
-network: only `lock` and `fetch` download).
+builder.source (never the network: only `lock` and `fetch` download).
 """

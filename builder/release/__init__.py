@@ -3,6 +3,5 @@ signing (and co-signing) its manifest, the source bundle observers rebuild from,
 the append-only release log that records every release.
 
 May import: builder.core, builder.formats, builder.trust, builder.transparency,
-builder.source,
-builder.build, builder.station.
+builder.source, builder.build, builder.station.
 """

@@ -3,6 +3,5 @@ fingerprints the booth shows, the station data slot of a key, writing USB keys a
 reading them back, and the block devices they are written to.
 
 May import: builder.core, builder.formats, builder.trust, builder.transparency,
-builder.source,
-builder.build.
+builder.source, builder.build.
 """
