@@ -19,9 +19,11 @@ from builder.commands import fingerprint as fingerprint_command
 from builder.commands import flash as flash_command
 from builder.commands import keygen as keygen_command
 from builder.commands import lock as lock_command
+from builder.commands import log as log_command
 from builder.commands import rebuild as rebuild_command
 from builder.commands import sign as sign_command
 from builder.commands import verify as verify_command
+from builder.commands import witness as witness_command
 from builder.core.errors import BoothkeyError
 
 # Each module has `add_parser(subparsers)`, which sets `run=<callable(args) -> int>`.
@@ -40,6 +42,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     rebuild_command,
     election_command,
     fingerprint_command,
+    log_command,
+    witness_command,
 )
 
 

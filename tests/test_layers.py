@@ -15,6 +15,7 @@ LAYERS = (
     "core",
     "formats",
     "trust",
+    "transparency",
     "source",
     "build",
     "station",

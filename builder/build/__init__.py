@@ -3,6 +3,6 @@ runs the pipeline (`pipeline`) of steps (`steps/`, each with its private helpers
 beside it) through the content-addressed step cache (`stepcache`), then writes the
 manifest, the file list, the SBOM and the provenance.
 
-May import: builder.core, builder.formats, builder.trust, builder.source (never the
-network: only `lock` and `fetch` download).
+May import: builder.core, builder.formats, builder.trust, builder.transparency,
+builder.source (never the network: only `lock` and `fetch` download).
 """

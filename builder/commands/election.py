@@ -44,6 +44,7 @@ from builder.station.stations import (
     open_software_image,
     write_data_partition,
 )
+from builder.transparency.proof import parse_bundle
 from builder.trust.keys import (
     SigningKey,
     load_private_key,
@@ -86,6 +87,11 @@ def add_parser(subparsers: Any) -> None:
     _size_args(stations)
     stations.add_argument("--image", type=Path, help="software image: also write station images")
     stations.add_argument("--out", type=Path, required=True, help="output directory")
+    stations.add_argument(
+        "--log-proof",
+        type=Path,
+        help="the release's proof bundle (`build.py log prove`): put it on every station's key",
+    )
     stations.add_argument(
         "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="parallel stations"
     )
@@ -210,9 +216,22 @@ def run_stations(args: argparse.Namespace) -> int:
         software=software,
         jobs=args.jobs,
         report=lambda line: print(line, file=sys.stderr, flush=True),
+        log_proof=_log_proof(args.log_proof),
     )
     print(f"wrote {len(results)} stations to {args.out} (see {args.out / 'stations.json'})")
     return 0
+
+
+def _log_proof(path: Path | None) -> bytes | None:
+    """The proof bundle's bytes, checked to be one (not verified: `verify` does that)."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the proof bundle: {exc.strerror}") from exc
+    parse_bundle(data, str(path))
+    return data
 
 
 def run_verify(args: argparse.Namespace) -> int:

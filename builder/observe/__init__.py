@@ -1,7 +1,8 @@
 """observe: what an observer (or a release engineer checking a key) does with
 published files: verify an image or a USB key, compare two builds and explain the
 difference, rebuild from a source bundle (and make that bundle), signed rebuild
-statements, and booting an image in QEMU.
+statements, witnessing the release log and checking a key's proof of publication,
+and booting an image in QEMU.
 
 May import: every other part of builder except builder.commands and builder.cli.
 """

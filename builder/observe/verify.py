@@ -11,9 +11,11 @@ input, never half a report.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.build.manifest import DATA_PARTITION, Manifest, check_layout, read_manifest
+from builder.core.canonical import sha256_bytes
 from builder.core.errors import InputError
 from builder.formats.fat_read import cmdline_params
 from builder.formats.gpt import GptTable
@@ -23,7 +25,14 @@ from builder.observe.attest import (
     read_rebuild_statements,
 )
 from builder.observe.measure import BootMeasurement, ImageMeasurement, measure_boot, measure_image
+from builder.observe.published import check_published, read_proof_slot
 from builder.observe.report import Check, VerifyReport
+from builder.transparency.note import SIG_ED25519, NoteKey
+from builder.transparency.witnesses import (
+    check_witness_threshold,
+    load_witness_keys,
+    read_vkey_file,
+)
 from builder.trust.dsse import Envelope, image_statement, parse_envelope
 from builder.trust.keys import PublicKey, load_trusted_keys
 
@@ -221,12 +230,15 @@ def verify_files(
     observer_keys: Path | None = None,
     observers: int = 0,
     observer_statements: Path | None = None,
+    log: LogTrust | None = None,
 ) -> VerifyReport:
     """The whole verification, without printing (also for `rebuild` and tests).
 
     With `observer_keys`, the report also checks that `observers` distinct
     trusted observers' rebuild statements (from `observer_statements`, default
-    the manifest's directory) say "same" for this image.
+    the manifest's directory) say "same" for this image. With `log`, it checks that
+    the release was published in the release log (`builder.observe.published`):
+    from `log.proof`, else from the proof slot on the image or key.
 
     Bad input (an unreadable manifest or one describing an impossible image, an
     unreadable envelope or keys, a threshold of 0) raises `InputError` before anything
@@ -248,6 +260,7 @@ def verify_files(
             f"{envelope_path}: cannot read the signature envelope: {exc.strerror}"
         ) from exc
     envelope = parse_envelope(envelope_bytes, str(envelope_path))
+    log_trust = load_log_trust(log) if log is not None else None
     measured, table, table_error, digests = measure_image(image, manifest)
     checks = [
         check_image_digest(manifest, measured),
@@ -260,4 +273,45 @@ def verify_files(
             observer_statements or manifest_path.parent, manifest.name
         )
         checks.append(check_observers(statements, manifest, observer_trusted, observers))
+    if log is not None and log_trust is not None:
+        if log.proof is not None:
+            bundle: bytes | None = read_input(log.proof, "proof bundle")
+            shown = str(log.proof)
+        else:
+            bundle = read_proof_slot(image, manifest)
+            shown = f"{image} ({DATA_PARTITION} proof slot)"
+        log_key, witnesses = log_trust
+        manifest_sha256 = sha256_bytes(read_input(manifest_path, "manifest"))
+        checks.append(
+            check_published(
+                bundle, shown, manifest, manifest_sha256, log_key, witnesses, log.threshold
+            )
+        )
     return VerifyReport(tuple(checks))
+
+
+@dataclass(frozen=True)
+class LogTrust:
+    """What `verify` needs to check publication: the log's vkey file, the trusted
+    witnesses' directory and threshold, and the proof bundle (None: from the key)."""
+
+    log_key: Path
+    witnesses: Path
+    threshold: int
+    proof: Path | None = None
+
+
+def load_log_trust(log: LogTrust) -> tuple[NoteKey, dict[tuple[str, bytes], NoteKey]]:
+    log_key = read_vkey_file(log.log_key)
+    if log_key.sig_type != SIG_ED25519:
+        raise InputError(f"{log.log_key}: not a log key (signature type 0x01)")
+    witnesses = load_witness_keys(log.witnesses)
+    check_witness_threshold(witnesses, log.threshold)
+    return log_key, witnesses
+
+
+def read_input(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what}: {exc.strerror}") from exc

@@ -4,5 +4,5 @@ index), the dependency resolver, the archive index and its signatures, mirrors f
 the machine's apt configuration, HTTP downloads, fetching, the verified .deb cache,
 and the tools set that the lock pins.
 
-May import: builder.core, builder.formats, builder.trust.
+May import: builder.core, builder.formats, builder.trust, builder.transparency.
 """

@@ -42,6 +42,7 @@ from builder.station.election import (
     station_payload,
 )
 from builder.station.fingerprint import election_fingerprint
+from builder.transparency.proof import proof_slot
 from builder.trust.keys import SigningKey
 
 MIB = 1024 * 1024
@@ -144,34 +145,49 @@ def open_software_image(image: Path, manifest_path: Path) -> SoftwareImage:
     return SoftwareImage(image, manifest.name, actual_size, offset, size, prefix_state)
 
 
-def write_data_partition(path: Path, envelope: bytes, size: int) -> None:
-    """A data partition image of exactly `size` bytes (zeros after the envelope are sparse)."""
+def _data_parts(envelope: bytes, size: int, log_proof: bytes | None) -> tuple[bytes, bytes]:
+    """(election prefix at the partition's start, proof slot at its end or b"")."""
     prefix = partition_prefix(envelope)
-    if len(prefix) > size:
+    slot = proof_slot(log_proof) if log_proof is not None else b""
+    if len(prefix) + len(slot) > size:
         raise InputError(
-            f"election data ({len(prefix)} bytes) does not fit the {size}-byte data partition"
+            f"election data ({len(prefix)} bytes)"
+            + (f" with the release log proof slot ({len(slot)} bytes)" if slot else "")
+            + f" does not fit the {size}-byte {DATA_PARTITION} partition"
         )
+    return prefix, slot
+
+
+def write_data_partition(
+    path: Path, envelope: bytes, size: int, log_proof: bytes | None = None
+) -> None:
+    """A data partition image of exactly `size` bytes (zeros after the envelope are sparse),
+    with the release log's proof bundle in its proof slot when `log_proof` is given."""
+    prefix, slot = _data_parts(envelope, size, log_proof)
     with atomic_output(path) as stream:
         stream.write(prefix)
-        stream.truncate(size)
+        stream.truncate(size - len(slot))
+        stream.seek(size - len(slot))
+        stream.write(slot)
 
 
-def write_station_image(software: SoftwareImage, envelope: bytes, path: Path) -> str:
-    """Copy the software image to `path` with the station's data written in; its sha256."""
-    prefix = partition_prefix(envelope)
-    if len(prefix) > software.data_size:
-        raise InputError(
-            f"election data ({len(prefix)} bytes) does not fit the "
-            f"{software.data_size}-byte {DATA_PARTITION} partition"
-        )
+def write_station_image(
+    software: SoftwareImage, envelope: bytes, path: Path, log_proof: bytes | None = None
+) -> str:
+    """Copy the software image to `path` with the station's data (and the release log's
+    proof bundle, if given) written in; its sha256."""
+    prefix, slot = _data_parts(envelope, software.data_size, log_proof)
     digest = software.prefix_state.copy()
     digest.update(prefix)
-    update_zeros(digest, software.data_size - len(prefix))
+    update_zeros(digest, software.data_size - len(prefix) - len(slot))
+    digest.update(slot)
     with atomic_path(path) as tmp:
         shutil.copyfile(software.path, tmp)
         with open(tmp, "r+b") as stream:
             stream.seek(software.data_offset)
             stream.write(prefix)
+            stream.seek(software.data_offset + software.data_size - len(slot))
+            stream.write(slot)
             stream.seek(software.data_offset + software.data_size)
             while chunk := stream.read(CHUNK_SIZE):
                 digest.update(chunk)
@@ -191,9 +207,11 @@ def make_stations(
     software: SoftwareImage | None = None,
     jobs: int = 2,
     report: Callable[[str], None] = lambda line: None,
+    log_proof: bytes | None = None,
 ) -> list[StationResult]:
     """For each station: signed envelope, data partition (if `data_size`) and, with
-    `software`, a full station image; then `stations.json` listing them all."""
+    `software`, a full station image; then `stations.json` listing them all. With
+    `log_proof` (a release log proof bundle), every data partition carries it."""
     if not stations:
         raise InputError(f"{definition.path}: no stations: add `stations` or give --stations")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,11 +227,11 @@ def make_stations(
         data_path = None
         if data_size is not None:
             data_path = out_dir / f"{station.id}.data"
-            write_data_partition(data_path, envelope, data_size)
+            write_data_partition(data_path, envelope, data_size, log_proof)
         image_path, image_sha256 = None, None
         if software is not None:
             image_path = out_dir / software.station_file(station.id)
-            image_sha256 = write_station_image(software, envelope, image_path)
+            image_sha256 = write_station_image(software, envelope, image_path, log_proof)
         report(f"station {station.id}: {election_fingerprint(payload)}")
         return StationResult(
             station,

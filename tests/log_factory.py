@@ -1,0 +1,57 @@
+"""Factories for release-log tests: fixed keys (seeded, so notes are reproducible) and a
+log holding releases of synthetic manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from builder.release.log import append, init_log, make_checkpoint
+from builder.trust.keys import SigningKey
+
+ORIGIN = "example.org/election-2030/log"
+
+
+def fixed_key(name: str) -> SigningKey:
+    seed = hashlib.sha256(f"boothkey test key {name}".encode()).digest()
+    return SigningKey(name, Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def fake_manifest(directory: Path, name: str, version: str) -> Path:
+    """A manifest `read_manifest` accepts, for an image that need not exist."""
+    digest = hashlib.sha256(f"{name} {version}".encode()).hexdigest()
+    raw = {
+        "format": 1,
+        "name": name,
+        "version": version,
+        "image": {"file": f"{name}.img", "size": 1048576, "sha256": digest},
+        "partitions": [],
+        "uki": {"sha256": hashlib.sha256(digest.encode()).hexdigest(), "cmdline": "quiet"},
+        "verity": {
+            "hash_algorithm": "sha256",
+            "root_hash": hashlib.sha256(b"root" + digest.encode()).hexdigest(),
+            "salt": "00" * 32,
+            "data_blocks": 1,
+            "data_block_size": 4096,
+            "hash_block_size": 4096,
+        },
+        "source_date_epoch": 1767225600,
+    }
+    path = directory / f"{name}-{version}.manifest.json"
+    path.write_text(json.dumps(raw, sort_keys=True))
+    return path
+
+
+def make_log(directory: Path, releases: int, log_key: SigningKey | None = None) -> Path:
+    """A log at `directory` with `releases` releases of "booth" and a checkpoint over them."""
+    key = log_key or fixed_key("authority")
+    init_log(directory, key, ORIGIN)
+    manifests = directory.parent / f"{directory.name}-manifests"
+    manifests.mkdir(exist_ok=True)
+    for number in range(releases):
+        append(directory, fake_manifest(manifests, "booth", f"2030.{number}"))
+    make_checkpoint(directory, key)
+    return directory
