@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from manifest_factory import manifest, verity
 
 from builder.release.log import append, init_log, make_checkpoint
 from builder.trust.keys import SigningKey
@@ -23,23 +24,17 @@ def fixed_key(name: str) -> SigningKey:
 def fake_manifest(directory: Path, name: str, version: str) -> Path:
     """A manifest `read_manifest` accepts, for an image that need not exist."""
     digest = hashlib.sha256(f"{name} {version}".encode()).hexdigest()
-    raw = {
-        "format": 1,
-        "name": name,
-        "version": version,
-        "image": {"file": f"{name}.img", "size": 1048576, "sha256": digest},
-        "partitions": [],
-        "uki": {"sha256": hashlib.sha256(digest.encode()).hexdigest(), "cmdline": "quiet"},
-        "verity": {
-            "hash_algorithm": "sha256",
-            "root_hash": hashlib.sha256(b"root" + digest.encode()).hexdigest(),
-            "salt": "00" * 32,
-            "data_blocks": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-        },
-        "source_date_epoch": 1767225600,
-    }
+    raw = manifest(
+        name=name,
+        version=version,
+        epoch=1767225600,
+        image_size=1048576,
+        image_sha256=digest,
+        partitions=[],
+        uki_sha256=hashlib.sha256(digest.encode()).hexdigest(),
+        cmdline="quiet",
+        verity_info=verity(hashlib.sha256(b"root" + digest.encode()).hexdigest(), "00" * 32, 1),
+    )
     path = directory / f"{name}-{version}.manifest.json"
     path.write_text(json.dumps(raw, sort_keys=True))
     return path
