@@ -1,7 +1,8 @@
 """observe: what an observer (or a release engineer checking a key) does with
 published files: verify an image or a USB key, compare two builds and explain the
 difference, rebuild from a source bundle (and make that bundle), signed rebuild
-statements, and booting an image in QEMU.
+statements, booting an image in QEMU, and the release page that lets the public check
+a release in a browser.
 
 May import: every other part of builder except builder.commands and builder.cli.
 """
