@@ -20,6 +20,7 @@ from builder.commands import flash as flash_command
 from builder.commands import keygen as keygen_command
 from builder.commands import lock as lock_command
 from builder.commands import log as log_command
+from builder.commands import publish as publish_command
 from builder.commands import rebuild as rebuild_command
 from builder.commands import sign as sign_command
 from builder.commands import verify as verify_command
@@ -39,6 +40,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     verify_command,
     attest_command,
     bundle_command,
+    publish_command,
     rebuild_command,
     election_command,
     fingerprint_command,

@@ -185,7 +185,7 @@ def check_observer_threshold(trusted: Mapping[str, PublicKey], required: int) ->
         )
 
 
-def _judge(statement: dict[str, Any], manifest: Manifest) -> tuple[str | None, str]:
+def judge_statement(statement: dict[str, Any], manifest: Manifest) -> tuple[str | None, str]:
     """(result, "") for a rebuild statement about exactly this image, else (None, why not)."""
     if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != (
         PREDICATE_TYPE
@@ -230,7 +230,7 @@ def check_observers(
         except InputError as exc:
             details.append(f"ignored: {exc.message}")
             continue
-        result, why_not = _judge(statement, manifest)
+        result, why_not = judge_statement(statement, manifest)
         signers = envelope.trusted_signers(trusted)
         if not signers:
             details.append(f"ignored: {shown}: no valid signature by a trusted observer key")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,11 @@ def qemu_command(
     usb: bool,
     secure_boot: bool,
     memory_mib: int,
+    monitor: Path | None = None,
 ) -> list[str]:
-    """The qemu-system-x86_64 argv for one boot (the caller provides the vars copy)."""
+    """The qemu-system-x86_64 argv for one boot (the caller provides the vars copy).
+    With `monitor`, QEMU's human monitor listens on that Unix socket (screen dumps, keys
+    typed on the emulated keyboard)."""
     code = OVMF_CODE_SECURE if secure_boot else OVMF_CODE
     # A comma in a path would be read as an option separator by -drive.
     drive_file = str(image).replace(",", ",,")
@@ -70,6 +74,8 @@ def qemu_command(
         argv += ["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=bootkey"]
     else:
         argv += ["-device", "virtio-blk-pci,drive=bootkey"]
+    if monitor is not None:
+        argv += ["-monitor", f"unix:{str(monitor).replace(',', ',,')},server=on,wait=off"]
     return argv
 
 
@@ -98,8 +104,10 @@ class QemuBoot:
         secure_boot: bool = False,
         memory_mib: int = 1024,
         timeout: float = DEFAULT_TIMEOUT,
+        monitor: bool = False,
     ) -> None:
         self.image = Path(image)
+        self.monitor = monitor
         self.usb = usb
         self.secure_boot = secure_boot
         self.memory_mib = memory_mib
@@ -116,6 +124,7 @@ class QemuBoot:
             usb=self.usb,
             secure_boot=self.secure_boot,
             memory_mib=self.memory_mib,
+            monitor=self._workdir / "monitor.sock" if self.monitor else None,
         )
 
     def check(self) -> None:
@@ -173,6 +182,30 @@ class QemuBoot:
 
     def send(self, text: str) -> None:
         self._child.send(text)
+
+    def monitor_command(self, command: str, timeout: float = 30.0) -> str:
+        """Run one command in QEMU's human monitor (needs `monitor=True`); return its output."""
+        if not self.monitor or self._workdir is None:
+            raise RuntimeError("QemuBoot.monitor_command() needs monitor=True and a running QEMU")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(timeout)
+            connection.connect(str(self._workdir / "monitor.sock"))
+            received = b""
+            while not received.endswith(b"(qemu) "):  # the greeting, then the prompt
+                received += connection.recv(4096)
+            connection.sendall(command.encode() + b"\n")
+            output = b""
+            while not output.endswith(b"(qemu) "):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                output += chunk
+        return output.decode(errors="replace")
+
+    def screendump(self, path: Path) -> Path:
+        """The emulated screen as a PPM picture at `path` (needs `monitor=True`)."""
+        self.monitor_command(f"screendump {path}")
+        return path
 
     def log(self) -> str:
         """Everything the console printed so far."""

@@ -24,8 +24,8 @@ from builder.observe.attest import (
     check_observers,
     read_rebuild_statements,
 )
+from builder.observe.log_proof import check_published, read_proof_slot
 from builder.observe.measure import BootMeasurement, ImageMeasurement, measure_boot, measure_image
-from builder.observe.published import check_published, read_proof_slot
 from builder.observe.report import Check, VerifyReport
 from builder.transparency.note import SIG_ED25519, NoteKey
 from builder.transparency.witnesses import (
@@ -237,7 +237,7 @@ def verify_files(
     With `observer_keys`, the report also checks that `observers` distinct
     trusted observers' rebuild statements (from `observer_statements`, default
     the manifest's directory) say "same" for this image. With `log`, it checks that
-    the release was published in the release log (`builder.observe.published`):
+    the release was published in the release log (`builder.observe.log_proof`):
     from `log.proof`, else from the proof slot on the image or key.
 
     Bad input (an unreadable manifest or one describing an impossible image, an

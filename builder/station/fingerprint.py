@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -81,6 +82,44 @@ def software_fingerprint(root_hash: str) -> str:
 
 def election_fingerprint(payload: bytes) -> str:
     return short_form(hashlib.sha256(payload).digest())
+
+
+# The booth's fingerprint code (docs/fingerprint-code.md): the text its QR code holds.
+CODE_PREFIX = "BOOTHKEY/1"
+_SHORT_FORM = re.compile(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}")
+
+
+@dataclass(frozen=True)
+class FingerprintCode:
+    """What a booth's fingerprint code says: its software fingerprint and its election
+    fingerprint (None when the booth had no verified election data open)."""
+
+    software: str
+    election: str | None
+
+
+def code_payload(software: str, election: str | None) -> str:
+    """The text of the booth's fingerprint code, from the fingerprints it shows."""
+    for shown in (software, election):
+        if shown is not None and not _SHORT_FORM.fullmatch(shown):
+            raise ValueError(f"not a short fingerprint: {shown!r}")
+    return f"{CODE_PREFIX} SOFTWARE {software} ELECTION {election or 'NONE'}"
+
+
+def parse_code_payload(text: str) -> FingerprintCode:
+    """Read a fingerprint code's text (as a scanner gives it); `InputError` saying why not."""
+    words = text.strip().split()
+    if len(words) != 5 or words[0] != CODE_PREFIX or words[1:4:2] != ["SOFTWARE", "ELECTION"]:
+        raise InputError(
+            f"not a boothkey fingerprint code (expected '{CODE_PREFIX} SOFTWARE XXXX-XXXX-XXXX-XXXX "
+            "ELECTION XXXX-XXXX-XXXX-XXXX|NONE')"
+        )
+    software, election = words[2], words[4]
+    if not _SHORT_FORM.fullmatch(software):
+        raise InputError(f"fingerprint code: software fingerprint {software!r} is malformed")
+    if election != "NONE" and not _SHORT_FORM.fullmatch(election):
+        raise InputError(f"fingerprint code: election fingerprint {election!r} is malformed")
+    return FingerprintCode(software, None if election == "NONE" else election)
 
 
 def _partition(path: Path, name: str) -> GptPartition:

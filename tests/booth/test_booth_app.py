@@ -137,7 +137,7 @@ def _refused(tmp_path: Path, envelope: bytes | None, reason: str, **options: obj
     data = data_partition(tmp_path / "data.img", envelope)
     run = spawn_booth(tmp_path, data, **options)  # type: ignore[arg-type]
     try:
-        run.child.expect(r"REFUSED: ([^\r\n]*)")
+        run.child.expect(r"REFUSED: ([^\r\n]*)\r\n")
         message = str(run.child.match.group(1))
         assert message.endswith(f"[{reason}]")
         run.child.expect_exact("Call a poll worker")
@@ -194,7 +194,7 @@ def test_refuses_hidden_text_signed_without_the_builder_and_never_prints_it(
     data = data_partition(tmp_path / "data.img", sign_unchecked(payload))
     run = spawn_booth(tmp_path, data)
     try:
-        run.child.expect(r"REFUSED: ([^\r\n]*)")
+        run.child.expect(r"REFUSED: ([^\r\n]*)\r\n")
         message = str(run.child.match.group(1))
         assert message.endswith("[invalid]")
         assert "station.name contains a control character (U+001B)" in message

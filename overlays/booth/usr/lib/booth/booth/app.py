@@ -27,6 +27,7 @@ from .fingerprint import (
     root_hash_from_cmdline,
     software_fingerprint,
 )
+from .fingerprint_code import fingerprint_code
 
 # Home, clear the screen, and clear the scrollback where a terminal keeps one.
 CLEAR_SCREEN = "\033[H\033[2J\033[3J"
@@ -140,6 +141,7 @@ def show_fingerprints(
     console.say(f"BOOTHKEY VOTING BOOTH: {title}" if title else "BOOTHKEY VOTING BOOTH")
     console.say(f"SOFTWARE FINGERPRINT: {software[0]}")
     console.say(f"  verity root hash {software[1]}")
+    console.say(fingerprint_code(software[0], opened.fingerprint if opened else None))
     if opened is None:
         console.say("ELECTION FINGERPRINT: NONE")
         return

@@ -1,0 +1,145 @@
+"""The booth's own QR encoder and its fingerprint code on the text screen: every version,
+level and mask the booth can make is the symbol an independent encoder (segno) makes,
+and the screen's half-block drawing, rasterised as the console font draws it, decodes
+with zbarimg to the documented payload that the builder makes too."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import segno
+from booth_helpers import ROOT_HASH, booth_module, data_partition, example_envelope, spawn_booth
+
+from builder.core.errors import InputError
+from builder.station.fingerprint import (
+    code_payload,
+    election_fingerprint,
+    parse_code_payload,
+    software_fingerprint,
+)
+
+qr = booth_module("qr")
+fingerprint_code = booth_module("fingerprint_code")
+
+SOFTWARE = "MFRG-GZDF-MZTW-Q2LK"
+ELECTION = "ABCD-EFGH-IJKL-MNOP"
+# The console's glyphs: a character cell is 8x16 pixels; the half blocks light one half.
+CELL_WIDTH, CELL_HEIGHT = 8, 16
+LIGHT, DARK = 170, 0  # the console's grey on black
+
+
+def _longest_text(version: int, level: str) -> str:
+    text = f"BOOTHKEY/1 SOFTWARE {SOFTWARE} ELECTION {ELECTION} $%*+-./:0123456789" * 4
+    capacity = qr.data_capacity(version, level) * 8
+    while len(text) > 1 and 4 + 9 + 11 * (len(text) // 2) + 6 * (len(text) % 2) > capacity:
+        text = text[:-1]
+    return text
+
+
+@pytest.mark.parametrize("version", range(1, qr.MAX_VERSION + 1))
+@pytest.mark.parametrize("level", qr.LEVELS)
+def test_every_symbol_is_the_one_segno_makes(version: int, level: str) -> None:
+    for text in (_longest_text(version, level), "A"):
+        for mask in range(8):
+            theirs = segno.make(
+                text, version=version, error=level, mask=mask, mode="alphanumeric",
+                boost_error=False, micro=False,
+            )  # fmt: skip
+            ours = qr.encode(text, level, version=version, mask=mask)
+            assert ours == [[bool(module) for module in row] for row in theirs.matrix], (
+                f"version {version}-{level}, mask {mask}, {len(text)} characters"
+            )
+
+
+def test_the_chosen_version_and_mask_are_segnos() -> None:
+    for election in (ELECTION, None):
+        text = code_payload(SOFTWARE, election)
+        ours = qr.encode(text, "M")
+        theirs = segno.make(text, error="M", mode="alphanumeric", boost_error=False, micro=False)
+        assert ours == [[bool(module) for module in row] for row in theirs.matrix]
+
+
+def test_text_outside_the_alphanumeric_set_or_too_long_is_refused() -> None:
+    with pytest.raises(ValueError, match="alphanumeric"):
+        qr.encode("booth")
+    with pytest.raises(ValueError, match="do not fit"):
+        qr.encode("A" * 200, "H")
+
+
+def test_the_payload_is_the_builders() -> None:
+    assert fingerprint_code.fingerprint_payload(SOFTWARE, ELECTION) == code_payload(
+        SOFTWARE, ELECTION
+    )
+    assert fingerprint_code.fingerprint_payload(SOFTWARE, None) == code_payload(SOFTWARE, None)
+    assert code_payload(SOFTWARE, None) == f"BOOTHKEY/1 SOFTWARE {SOFTWARE} ELECTION NONE"
+    parsed = parse_code_payload(f"  {code_payload(SOFTWARE, ELECTION)}\n")
+    assert (parsed.software, parsed.election) == (SOFTWARE, ELECTION)
+    assert parse_code_payload(code_payload(SOFTWARE, None)).election is None
+    for bad in ("", SOFTWARE, f"BOOTHKEY/2 SOFTWARE {SOFTWARE} ELECTION NONE",
+                f"BOOTHKEY/1 SOFTWARE {SOFTWARE.lower()} ELECTION NONE"):  # fmt: skip
+        with pytest.raises(InputError):
+            parse_code_payload(bad)
+
+
+def rasterise(lines: list[str], path: Path) -> Path:
+    """A PGM picture of half-block lines as the console draws them."""
+    width, height = len(lines[0]) * CELL_WIDTH, len(lines) * CELL_HEIGHT
+    pixels = bytearray()
+    for line in lines:
+        assert len(line) == len(lines[0])
+        for half in ("\u2580", "\u2584"):
+            row = b"".join(
+                bytes([LIGHT if char in ("\u2588", half) else DARK]) * CELL_WIDTH for char in line
+            )
+            pixels += row * (CELL_HEIGHT // 2)
+    path.write_bytes(b"P5 %d %d 255\n" % (width, height) + bytes(pixels))
+    return path
+
+
+def zbar_decode(picture: Path) -> list[str]:
+    result = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(picture)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("election", [ELECTION, None])
+def test_the_screen_code_decodes_to_the_payload(tmp_path: Path, election: str | None) -> None:
+    block = fingerprint_code.fingerprint_code(SOFTWARE, election)
+    lines = block.split("\n")
+    assert set(block) <= {" ", "\n", "\u2580", "\u2584", "\u2588"}
+    assert len(lines) <= 21 and len(lines[0]) <= 41  # fits a 100x37 console with the text
+    assert lines[0] == "\u2588" * len(lines[0])  # the quiet zone is light
+    assert zbar_decode(rasterise(lines, tmp_path / "screen.pgm")) == [
+        code_payload(SOFTWARE, election)
+    ]
+
+
+def test_a_damaged_screen_code_does_not_decode_to_another_payload(tmp_path: Path) -> None:
+    lines = fingerprint_code.half_block_lines(code_payload(SOFTWARE, ELECTION))
+    blotted = [
+        line[:8] + " " * 25 + line[33:] if 4 <= i < 16 else line for i, line in enumerate(lines)
+    ]
+    assert zbar_decode(rasterise(blotted, tmp_path / "blotted.pgm")) == []
+
+
+def test_the_booth_shows_the_code_of_the_fingerprints_it_shows(tmp_path: Path) -> None:
+    envelope = example_envelope("0001")
+    run = spawn_booth(tmp_path, data_partition(tmp_path / "booth-data.img", envelope))
+    try:
+        run.child.expect_exact("READY: press Enter to start voting")
+        screen = str(run.child.before).replace("\r\n", "\n")
+    finally:
+        run.close()
+    signed = base64.b64decode(json.loads(envelope)["payload"])
+    payload = code_payload(software_fingerprint(ROOT_HASH), election_fingerprint(signed))
+    lines = fingerprint_code.half_block_lines(payload)
+    assert "\n".join(lines) in screen
+    assert zbar_decode(rasterise(lines, tmp_path / "screen.pgm")) == [payload]
