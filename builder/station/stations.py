@@ -42,7 +42,7 @@ from builder.station.election import (
     station_payload,
 )
 from builder.station.fingerprint import election_fingerprint
-from builder.trust.keys import SigningKey
+from builder.trust.signer import Signer
 
 MIB = 1024 * 1024
 
@@ -184,7 +184,7 @@ def write_station_image(software: SoftwareImage, envelope: bytes, path: Path) ->
 def make_stations(
     definition: ElectionDefinition,
     stations: Sequence[Station],
-    keys: Sequence[SigningKey],
+    keys: Sequence[Signer],
     out_dir: Path,
     *,
     data_size: int | None,
