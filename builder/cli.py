@@ -20,6 +20,7 @@ from builder.commands import flash as flash_command
 from builder.commands import keygen as keygen_command
 from builder.commands import lock as lock_command
 from builder.commands import rebuild as rebuild_command
+from builder.commands import secureboot as secureboot_command
 from builder.commands import sign as sign_command
 from builder.commands import verify as verify_command
 from builder.core.errors import BoothkeyError
@@ -40,6 +41,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     rebuild_command,
     election_command,
     fingerprint_command,
+    secureboot_command,
 )
 
 

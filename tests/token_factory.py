@@ -9,6 +9,7 @@ a release engineer's ceremony would (generated on the token, not extractable).
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pytest
 SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 PIN = "246810"
 SO_PIN = "13579111"
+NOT_BEFORE = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
 INIT_TOKEN = ("softhsm2-util", "--init-token", "--free", "--label")
 
 needs_softhsm = pytest.mark.skipif(
@@ -67,3 +69,30 @@ def add_token(token: SoftToken, label: str) -> SoftToken:
         env={"SOFTHSM2_CONF": str(token.conf), "PATH": "/usr/bin:/bin"},
     )
     return SoftToken(label, token.conf)
+
+
+@dataclass(frozen=True)
+class SecureBootAuthority:
+    """An election authority's Secure Boot keys on a SoftHSM token, with certificates."""
+
+    token: SoftToken
+    certificates: dict[str, Path]  # "pk", "kek", "db" -> PEM certificate
+
+    def uri(self, role: str) -> str:
+        return self.token.uri(f"sb-{role}")
+
+
+def make_secure_boot_authority(directory: Path, token: SoftToken) -> SecureBootAuthority:
+    """PK, KEK and db keys generated on `token` (RSA-2048), each with its certificate."""
+    from builder.release.firmware import make_certificate_on_token
+
+    certificates = {}
+    for role in ("pk", "kek", "db"):
+        path = directory / f"sb-{role}.pem"
+        path.write_bytes(
+            make_certificate_on_token(
+                token.uri(f"sb-{role}"), None, f"Test Authority {role} 2030", NOT_BEFORE
+            )
+        )
+        certificates[role] = path
+    return SecureBootAuthority(token, certificates)

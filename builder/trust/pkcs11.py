@@ -71,19 +71,47 @@ def read_pin(uri: TokenUri, token_label: str) -> str:
     return pin
 
 
+# One loaded module per path, and one login per token, shared by every key in use at a
+# time (a PKCS#11 application logs in to a token once; all its sessions share it).
+_MODULES: dict[str, tuple[Any, list[int]]] = {}
+_LOGINS: dict[tuple[str, int], int] = {}
+
+
+@contextlib.contextmanager
+def _loaded_module(uri: TokenUri, path: str) -> Iterator[Any]:
+    p11 = _library()
+    if path not in _MODULES:
+        try:
+            _MODULES[path] = (p11.lib(path), [0])
+        except p11.PKCS11Error as exc:
+            raise InputError(f"{uri.text}: cannot load PKCS#11 module {path}: {exc!r}") from exc
+    library, users = _MODULES[path]
+    users[0] += 1
+    try:
+        yield library
+    finally:
+        users[0] -= 1
+        if users[0] == 0:
+            del _MODULES[path]
+            with contextlib.suppress(p11.PKCS11Error):
+                library.finalize()
+
+
 @contextlib.contextmanager
 def token_session(uri: TokenUri, module: str | None, rw: bool = False) -> Iterator[pkcs11.Session]:
-    """A logged-in session on the one token `uri` names; closed and the module finalised after."""
+    """A logged-in session on the one token `uri` names; closed (and the module finalised
+    when no other key uses it) after the block."""
     p11 = _library()
     path = module_path(uri, module)
-    try:
-        library = p11.lib(path)
-    except p11.PKCS11Error as exc:
-        raise InputError(f"{uri.text}: cannot load PKCS#11 module {path}: {exc}") from exc
-    try:
+    with _loaded_module(uri, path) as library:
         token = _find_token(library, uri)
-        protected = bool(token.flags & p11.TokenFlag.PROTECTED_AUTHENTICATION_PATH)
-        pin = p11.PROTECTED_AUTH if protected else read_pin(uri, token.label)
+        login = (path, int(token.slot.slot_id))
+        if _LOGINS.get(login, 0) > 0:
+            pin = None  # this process is logged in to the token already
+        elif token.flags & p11.TokenFlag.PROTECTED_AUTHENTICATION_PATH:
+            pin = p11.PROTECTED_AUTH  # the reader's PIN pad asks
+        else:
+            pin = read_pin(uri, token.label)
         try:
             session = token.open(rw=rw, user_pin=pin)
         except p11.PinIncorrect as exc:
@@ -94,11 +122,14 @@ def token_session(uri: TokenUri, module: str | None, rw: bool = False) -> Iterat
             raise InputError(
                 f"{uri.text}: cannot log in to token {token.label!r}: {exc!r}"
             ) from exc
-        with session:
-            yield session
-    finally:
-        with contextlib.suppress(p11.PKCS11Error):
-            library.finalize()
+        _LOGINS[login] = _LOGINS.get(login, 0) + 1
+        try:
+            with session:
+                yield session
+        finally:
+            _LOGINS[login] -= 1
+            if not _LOGINS[login]:
+                del _LOGINS[login]
 
 
 def _find_token(library: Any, uri: TokenUri) -> Any:
@@ -243,3 +274,87 @@ def generate_token_key(text: str, module: str | None = None) -> PublicKey:
         except p11.PKCS11Error as exc:
             raise BoothkeyError(f"{text}: the token cannot make an Ed25519 key: {exc!r}") from exc
         return _ed25519_public(session, uri, name)
+
+
+@dataclass(frozen=True)
+class TokenRsaSigner:
+    """An RSA key on a token (Secure Boot), usable while its session is open (`rsa.RsaSigner`)."""
+
+    name: str
+    private: Any  # pkcs11.PrivateKey
+    public: Any  # pkcs11.PublicKey
+    uri: str
+
+    def public_key_info(self) -> bytes:
+        _library()
+        from pkcs11.util.rsa import encode_rsa_public_key
+
+        # python-pkcs11 gives the PKCS#1 RSAPublicKey; wrap it as a SubjectPublicKeyInfo.
+        pkcs1 = bytes(encode_rsa_public_key(self.public))
+        bit_string = b"\x00" + pkcs1
+        algorithm = bytes.fromhex("300d06092a864886f70d0101010500")
+        body = algorithm + b"\x03" + _der_length(len(bit_string)) + bit_string
+        return b"\x30" + _der_length(len(body)) + body
+
+    def sign_sha256(self, message: bytes) -> bytes:
+        p11 = _library()
+        try:
+            return bytes(self.private.sign(message, mechanism=p11.Mechanism.SHA256_RSA_PKCS))
+        except p11.PKCS11Error as exc:
+            raise BoothkeyError(f"{self.uri}: the token refused to sign: {exc!r}") from exc
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+@contextlib.contextmanager
+def open_token_rsa_signer(text: str, module: str | None = None) -> Iterator[TokenRsaSigner]:
+    """The RSA key `text` names (a Secure Boot key), ready to sign until the block ends."""
+    uri = parse_token_uri(text)
+    p11 = _library()
+    with token_session(uri, module) as session:
+        private = find_key(
+            session, uri, p11.ObjectClass.PRIVATE_KEY, p11.KeyType.RSA, "RSA private key"
+        )
+        public = find_key(
+            session, uri, p11.ObjectClass.PUBLIC_KEY, p11.KeyType.RSA, "RSA public key"
+        )
+        yield TokenRsaSigner(str(private[p11.Attribute.LABEL]), private, public, text)
+
+
+@contextlib.contextmanager
+def generate_token_rsa_key(
+    text: str, module: str | None = None, bits: int = 2048
+) -> Iterator[TokenRsaSigner]:
+    """Generate an RSA key pair (sensitive, not extractable) on the token under the URI's
+    object label, which must be new; the key signs until the `with` block ends (to
+    certify itself)."""
+    uri = parse_token_uri(text)
+    if uri.object is None:
+        raise InputError(f"{text}: give object=NAME, the new key's label")
+    p11 = _library()
+    with token_session(uri, module, rw=True) as session:
+        if list(session.get_objects({p11.Attribute.LABEL: uri.object})):
+            raise InputError(f"{text}: the token already holds an object labelled {uri.object!r}")
+        try:
+            public, private = session.generate_keypair(
+                p11.KeyType.RSA,
+                bits,
+                store=True,
+                label=uri.object,
+                id=uri.id,
+                public_template={p11.Attribute.VERIFY: True},
+                private_template={
+                    p11.Attribute.SIGN: True,
+                    p11.Attribute.PRIVATE: True,
+                    p11.Attribute.SENSITIVE: True,
+                    p11.Attribute.EXTRACTABLE: False,
+                },
+            )
+        except p11.PKCS11Error as exc:
+            raise BoothkeyError(f"{text}: the token cannot make an RSA key: {exc!r}") from exc
+        yield TokenRsaSigner(uri.object, private, public, text)

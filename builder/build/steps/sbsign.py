@@ -19,6 +19,15 @@ step id covers it.
 The key file may be passphrase-protected PEM: the passphrase is read from
 $BOOTHKEY_SECURE_BOOT_PASSPHRASE, and a decrypted copy lives in the build's
 scratch directory (mode 0600) only while sbsign runs.
+
+A key on a PKCS#11 token (`secure_boot.key: pkcs11:...`, an RSA key) never
+reaches a file, nor the sandbox: boothkey computes the UKI's Authenticode
+digest itself and has the token sign the PKCS#7 signed attributes
+(`builder.trust.authenticode`, CKM_SHA256_RSA_PKCS; PIN from
+$BOOTHKEY_PKCS11_PIN or a prompt, module from the URI or
+$BOOTHKEY_PKCS11_MODULE). RSA PKCS#1 v1.5 is deterministic and the signingTime
+is SOURCE_DATE_EPOCH, so the blob is the same for the same UKI. The locked
+sbverify checks the result exactly as it checks sbsign's.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from builder.build.steps.base import BuildContext, StepOutput, tools_sandbox
 from builder.build.steps.secureboot import attach_signature, certificate_table, sbsign, sbverify
 from builder.core.canonical import sha256_bytes, sha256_file
-from builder.core.errors import BuildError, InputError
+from builder.core.errors import BuildError, InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.core.sandbox import Sandbox
 from builder.source.recipe import SecureBootOptions
@@ -94,6 +103,29 @@ def published_signature(path: Path) -> bytes:
         raise InputError(f"{path}: not a manifest with a secure_boot.signature") from exc
 
 
+def sign_with_token(unsigned: bytes, secure_boot: SecureBootOptions, ctx: BuildContext) -> bytes:
+    """The UKI signed by the token key `secure_boot.token` (see the module's docstring)."""
+    from builder.formats.authenticode import unsigned_sha256
+    from builder.trust.authenticode import certificate_table as win_certificate
+    from builder.trust.authenticode import sign_pe_digest
+    from builder.trust.pkcs11 import open_token_rsa_signer
+    from builder.trust.rsa import read_certificate
+
+    if secure_boot.token is None:
+        raise RuntimeError("sign_with_token without a token key")
+    certificate = read_certificate(secure_boot.certificate, "secure_boot.certificate")
+    digest = unsigned_sha256(unsigned)
+    try:
+        with open_token_rsa_signer(secure_boot.token) as signer:
+            pkcs7 = sign_pe_digest(digest, certificate, ctx.source_date_epoch, signer)
+    except VerificationFailed as exc:
+        raise InputError(
+            f"secure_boot.key: {secure_boot.token}: does not match secure_boot.certificate "
+            f"{secure_boot.certificate}: {exc.message}"
+        ) from exc
+    return attach_signature(unsigned, win_certificate(pkcs7))
+
+
 class SbsignStep:
     name: ClassVar[str] = "sbsign"
     version: ClassVar[int] = 1
@@ -102,11 +134,15 @@ class SbsignStep:
     def options(self, ctx: BuildContext, inputs: Mapping[str, StepOutput]) -> dict[str, Any]:
         # The certificate names the key: sbsign refuses a key that does not match it.
         published = ctx.secure_boot_signature
-        return {
+        options: dict[str, Any] = {
             "certificate_sha256": sha256_file(_options(ctx).certificate),
             "signing_time": ctx.source_date_epoch,
             "signature": ({"attach": sha256_bytes(published)} if published is not None else "sign"),
         }
+        if published is None and _options(ctx).token is not None:
+            # Signed in Python through the token: other signed attributes than sbsign's.
+            options["signer"] = "pkcs11"
+        return options
 
     def run(self, ctx: BuildContext, inputs: Mapping[str, StepOutput], out: Path) -> dict[str, Any]:
         secure_boot = _options(ctx)
@@ -122,6 +158,9 @@ class SbsignStep:
                     "step sbsign: the published signature does not verify on this build's "
                     "UKI: the rebuilt UKI differs from the one that was signed"
                 )
+        elif secure_boot.token is not None:
+            ctx.report("signing the UKI for Secure Boot through the PKCS#11 token")
+            signed.write_bytes(sign_with_token(unsigned.read_bytes(), secure_boot, ctx))
         else:
             self._sign(ctx, tools, secure_boot, unsigned, signed)
         signed_bytes = signed.read_bytes()
@@ -151,6 +190,8 @@ class SbsignStep:
         unsigned: Path,
         signed: Path,
     ) -> None:
+        if secure_boot.key is None:
+            raise RuntimeError("a recipe's secure_boot names a key file or a token")
         work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=ctx.scratch))
         try:
             os.chmod(work, 0o700)
