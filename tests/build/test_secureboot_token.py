@@ -97,8 +97,8 @@ def test_token_signature_is_checked_by_sbverify_and_osslsigncode(
     assert SbsignStep().options(ctx, {"uki": uki})["signer"] == "pkcs11"
     # Another certificate does not accept it.
     other = authority.certificates["kek"]
-    done = subprocess.run(["sbverify", "--cert", str(other), str(signed)], capture_output=True)
-    assert done.returncode != 0
+    refused = subprocess.run(["sbverify", "--cert", str(other), str(signed)], capture_output=True)
+    assert refused.returncode != 0
 
 
 def test_a_changed_uki_does_not_verify_with_the_blob(

@@ -83,10 +83,13 @@ def _openssl_verify(auth: Path, name: str, vendor: uuid.UUID, signer_certificate
         cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
     )
     (work / "message").write_bytes(message)
+    signature, content = str(work / "signature.der"), str(work / "message")
     done = subprocess.run(
-        ["openssl", "cms", "-verify", "-inform", "DER", "-in", str(work / "signature.der")]
-        + ["-binary", "-content", str(work / "message"), "-CAfile", str(signer_certificate)]
-        + ["-purpose", "any", "-no_check_time", "-out", "/dev/null"],
+        [
+            *("openssl", "cms", "-verify", "-inform", "DER", "-in", signature, "-binary"),
+            *("-content", content, "-CAfile", str(signer_certificate), "-purpose", "any"),
+            *("-no_check_time", "-out", "/dev/null"),
+        ],
         capture_output=True,
         check=False,
     )
