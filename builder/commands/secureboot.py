@@ -18,13 +18,10 @@ from typing import Any
 from builder.commands.options import add_pkcs11_module
 from builder.core.errors import InputError
 from builder.core.fsutil import write_atomic
-from builder.release.firmware import (
-    OVMF_VARS_TEMPLATE,
-    make_certificate_on_token,
-    read_firmware_certificates,
-    write_firmware,
-)
-from builder.trust.rsa import open_rsa_signer
+from builder.observe.qemu import OVMF_VARS as OVMF_VARS_TEMPLATE
+
+# builder.release.firmware (asn1crypto, virt-firmware) is imported when a secureboot
+# action runs: observers who only verify and rebuild never need those packages.
 
 
 def _date(text: str) -> datetime.datetime:
@@ -86,6 +83,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_keygen(args: argparse.Namespace) -> int:
+    from builder.release.firmware import make_certificate_on_token
+
     if args.out.exists():
         raise InputError(f"{args.out}: exists; refusing to overwrite a certificate")
     pem = make_certificate_on_token(args.uri, args.pkcs11_module, args.common_name, args.not_before)
@@ -96,6 +95,9 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_enroll(args: argparse.Namespace) -> int:
+    from builder.release.firmware import read_firmware_certificates, write_firmware
+    from builder.trust.rsa import open_rsa_signer
+
     certificates = read_firmware_certificates(args.pk, args.kek, args.db)
     if (args.pk_key is None) != (args.kek_key is None):
         raise InputError("the signed .auth variables need both --pk-key and --kek-key")

@@ -130,3 +130,24 @@ def test_token_problems_are_named(
     monkeypatch.setenv("BOOTHKEY_PKCS11_PIN", PIN)
     with open_token_signer(f"{uri}?module-path={token.module}") as signer:
         assert signer.name == "release-2030"
+
+
+def test_observers_need_no_token_libraries() -> None:
+    """The CLI (verify, rebuild, ...) loads python-pkcs11, asn1crypto and virt-firmware only
+    when a token or Secure Boot key is used: observers run with Debian's libraries alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, builder.cli, builder.build.image, builder.observe.rebuild\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'pkcs11', 'asn1crypto', 'virt', 'securesystemslib'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
