@@ -22,6 +22,7 @@ from builder.commands import lock as lock_command
 from builder.commands import log as log_command
 from builder.commands import publish as publish_command
 from builder.commands import rebuild as rebuild_command
+from builder.commands import secureboot as secureboot_command
 from builder.commands import sign as sign_command
 from builder.commands import verify as verify_command
 from builder.commands import witness as witness_command
@@ -46,6 +47,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     fingerprint_command,
     log_command,
     witness_command,
+    secureboot_command,
 )
 
 

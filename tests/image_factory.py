@@ -21,7 +21,9 @@ from manifest_factory import manifest as fake_manifest
 from manifest_factory import verity
 
 from builder.core.canonical import canonical_json, derive_hex, derive_uuid, sha256_file
-from builder.formats.pe import normalise_pe
+from builder.formats.fat_read import extract_esp_file
+from builder.formats.gpt import read_primary_gpt
+from builder.formats.pe import SECURITY_DIRECTORY, normalise_pe, parse_pe_headers
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
@@ -232,3 +234,26 @@ def make_image(
 
 def _uuid(hex32: str) -> str:
     return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:32]}".upper()
+
+
+def tampered_uki_copy(image: Path, target: Path, how: str) -> Path:
+    """A copy of `image` whose UKI (stored contiguously in the ESP) is altered or unsigned."""
+    data = bytearray(image.read_bytes())
+    with open(image, "rb") as stream:
+        esp = read_primary_gpt(stream).find("esp")
+    assert esp is not None
+    uki = extract_esp_file(image, esp.offset)
+    at = data.find(uki[:65536], esp.offset)
+    assert at >= 0 and data[at : at + len(uki)] == uki, "the UKI is not contiguous in the ESP"
+    headers = parse_pe_headers(uki[:65536])
+    if how == "altered":
+        cmdline = headers.section(".cmdline")
+        assert cmdline is not None
+        index = at + cmdline.raw_offset + uki[cmdline.raw_offset :].index(b"quiet")
+        data[index : index + 5] = b"QUIET"
+    else:  # "unsigned": the security directory no longer points at the signature
+        pe_offset = struct.unpack_from("<I", uki, 0x3C)[0]
+        entry = at + pe_offset + 24 + 112 + 8 * SECURITY_DIRECTORY
+        data[entry : entry + 8] = bytes(8)
+    target.write_bytes(bytes(data))
+    return target

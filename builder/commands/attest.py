@@ -17,7 +17,7 @@ from typing import Any
 from builder.commands.options import add_signing_key
 from builder.core.errors import InputError
 from builder.observe.attest import RESULTS, attest
-from builder.trust.keys import load_private_key, read_passphrase, resolve_private_key
+from builder.trust.signer import open_signer
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,10 +49,8 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.rebuilt_manifest is None and args.result is None:
         raise InputError("give --rebuilt-manifest (your rebuild's manifest) or --result")
-    path, name = resolve_private_key(args.key, args.private_dir)
-    passphrase = read_passphrase(f"Passphrase for key {name}: ")
-    key = load_private_key(path, name, passphrase)
-    written, result = attest(args.manifest, key, args.rebuilt_manifest, args.result, args.out)
+    with open_signer(args.key, args.private_dir, args.pkcs11_module) as key:
+        written, result = attest(args.manifest, key, args.rebuilt_manifest, args.result, args.out)
     verdict = "the same image" if result == "same" else "a DIFFERENT image"
     print(f"{key.name}: rebuilt {verdict}")
     print(f"wrote {written}")

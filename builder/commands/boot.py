@@ -27,14 +27,27 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--secure-boot",
         action="store_true",
-        help="enforce Secure Boot with Debian's snakeoil-enrolled OVMF variables",
+        help="enforce Secure Boot (with Debian's snakeoil-enrolled OVMF variables unless "
+        "--firmware-vars is given)",
+    )
+    parser.add_argument(
+        "--firmware-vars",
+        type=Path,
+        metavar="OVMF_VARS",
+        help="OVMF variable store to start from, e.g. `secureboot enroll`'s OVMF_VARS.fd",
     )
     parser.add_argument("--memory", type=int, default=1024, metavar="MIB", help="guest RAM")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    boot = QemuBoot(args.image, usb=args.usb, secure_boot=args.secure_boot, memory_mib=args.memory)
+    boot = QemuBoot(
+        args.image,
+        usb=args.usb,
+        secure_boot=args.secure_boot,
+        memory_mib=args.memory,
+        vars_template=args.firmware_vars,
+    )
     boot.check()
     how = "USB stick (xHCI)" if args.usb else "virtio disk"
     firmware = "UEFI with Secure Boot" if args.secure_boot else "UEFI"

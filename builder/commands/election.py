@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from builder.build.manifest import read_manifest
+from builder.commands.options import add_pkcs11_module
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
 from builder.station.election import (
@@ -45,13 +47,8 @@ from builder.station.stations import (
     write_data_partition,
 )
 from builder.transparency.proof import parse_bundle
-from builder.trust.keys import (
-    SigningKey,
-    load_private_key,
-    load_trusted_keys,
-    read_passphrase,
-    resolve_private_key,
-)
+from builder.trust.keys import load_trusted_keys
+from builder.trust.signer import Signer, open_signers
 
 
 def add_parser(subparsers: Any) -> None:
@@ -116,9 +113,10 @@ def _key_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
         action="append",
         required=required,
         default=[],
-        help="authority key name or file (repeat for several signers)",
+        help="authority key name, key file or pkcs11: URI (repeat for several signers)",
     )
     parser.add_argument("--private-dir", type=Path, help="private key directory")
+    add_pkcs11_module(parser)
 
 
 def _size_args(parser: argparse.ArgumentParser) -> None:
@@ -131,14 +129,10 @@ def _load(args: argparse.Namespace) -> ElectionDefinition:
     return load_election(args.definition, args.stations)
 
 
-def _signing_keys(args: argparse.Namespace) -> list[SigningKey]:
-    keys = []
-    for key in args.key:
-        path, name = resolve_private_key(key, args.private_dir)
-        keys.append(load_private_key(path, name, read_passphrase(f"Passphrase for key {name}: ")))
-    if not keys:
+def _signing_keys(args: argparse.Namespace) -> AbstractContextManager[list[Signer]]:
+    if not args.key:
         raise InputError("give at least one --key to sign the election data")
-    return keys
+    return open_signers(args.key, args.private_dir, args.pkcs11_module)
 
 
 def _data_size(args: argparse.Namespace) -> int:
@@ -168,7 +162,8 @@ def run_check(args: argparse.Namespace) -> int:
 def run_sign(args: argparse.Namespace) -> int:
     definition = _load(args)
     station = definition.station(args.station)
-    envelope = sign_payload(station_payload(definition, station), _signing_keys(args))
+    with _signing_keys(args) as keys:
+        envelope = sign_payload(station_payload(definition, station), keys)
     write_atomic(args.output, envelope_bytes(envelope))
     print(f"wrote {args.output}")
     _print_fingerprint(envelope.payload)
@@ -189,9 +184,10 @@ def run_data(args: argparse.Namespace) -> int:
         if args.definition is None or args.station is None:
             raise InputError("give a definition and --station, or --envelope")
         definition = _load(args)
-        signed = sign_payload(
-            station_payload(definition, definition.station(args.station)), _signing_keys(args)
-        )
+        with _signing_keys(args) as keys:
+            signed = sign_payload(
+                station_payload(definition, definition.station(args.station)), keys
+            )
         envelope, payload = envelope_bytes(signed), signed.payload
     write_data_partition(args.output, envelope, size)
     print(f"wrote {args.output} ({size} bytes)")
@@ -206,18 +202,18 @@ def run_stations(args: argparse.Namespace) -> int:
         if args.manifest is None:
             raise InputError("--image needs --manifest (the software image's manifest)")
         software = open_software_image(args.image, args.manifest)
-    keys = _signing_keys(args)
-    results = make_stations(
-        definition,
-        definition.stations,
-        keys,
-        args.out,
-        data_size=_data_size(args),
-        software=software,
-        jobs=args.jobs,
-        report=lambda line: print(line, file=sys.stderr, flush=True),
-        log_proof=_log_proof(args.log_proof),
-    )
+    with _signing_keys(args) as keys:
+        results = make_stations(
+            definition,
+            definition.stations,
+            keys,
+            args.out,
+            data_size=_data_size(args),
+            software=software,
+            jobs=args.jobs,
+            report=lambda line: print(line, file=sys.stderr, flush=True),
+            log_proof=_log_proof(args.log_proof),
+        )
     print(f"wrote {len(results)} stations to {args.out} (see {args.out / 'stations.json'})")
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from builder.core.paths import default_cache_dir
 from builder.source.mirrors import MIRROR_ENV
+from builder.trust.pkcs11 import MODULE_ENV, PIN_ENV
 
 _CACHE_DEFAULT = "default: $BOOTHKEY_CACHE, else ~/.cache/boothkey"
 
@@ -42,14 +43,29 @@ def add_out_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def add_signing_key(parser: argparse.ArgumentParser) -> None:
-    """`--key NAME_OR_FILE` (required) and `--private-dir DIR` (see `sign.resolve_key_path`)."""
+    """`--key NAME_OR_FILE_OR_URI` (required), `--private-dir DIR` and `--pkcs11-module`
+    (see `builder.trust.signer.open_signer`)."""
     parser.add_argument(
-        "--key", required=True, help="key name (in the private key directory) or a key file path"
+        "--key",
+        required=True,
+        help="key name (in the private key directory), a key file path, or a PKCS#11 key "
+        "as an RFC 7512 URI (pkcs11:token=authority;object=release-2030)",
     )
     parser.add_argument(
         "--private-dir",
         type=Path,
         help="private key directory (default: $XDG_CONFIG_HOME/boothkey/keys)",
+    )
+    add_pkcs11_module(parser)
+
+
+def add_pkcs11_module(parser: argparse.ArgumentParser) -> None:
+    """`--pkcs11-module PATH`, the token's PKCS#11 library for `pkcs11:` keys."""
+    parser.add_argument(
+        "--pkcs11-module",
+        metavar="PATH",
+        help=f"PKCS#11 module for pkcs11: keys (default: the URI's module-path, else "
+        f"${MODULE_ENV}); the PIN comes from ${PIN_ENV} or a prompt",
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from builder.commands.options import add_signing_key
 from builder.release.sign import sign_manifest
-from builder.trust.keys import load_private_key, read_passphrase, resolve_private_key
+from builder.trust.signer import open_signer
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,9 +22,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path, name = resolve_private_key(args.key, args.private_dir)
-    passphrase = read_passphrase(f"Passphrase for key {name}: ")
-    key = load_private_key(path, name, passphrase)
-    for written in sign_manifest(args.manifest, key):
+    with open_signer(args.key, args.private_dir, args.pkcs11_module) as key:
+        written_files = sign_manifest(args.manifest, key)
+    for written in written_files:
         print(f"wrote {written}")
     return 0

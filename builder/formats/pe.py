@@ -149,6 +149,20 @@ def parse_pe_headers(head: bytes, shown: str = "PE file") -> PeImage:
     )
 
 
+def security_directory_entry(pe: bytes, shown: str = "PE file") -> tuple[int, int, int]:
+    """(file offset of the security data directory entry, its address, its size): where a
+    certificate table is (or would be) named in the header."""
+    headers = parse_pe_headers(pe[:_HEADER_READ_LIMIT], shown)
+    if len(headers.data_directories) <= SECURITY_DIRECTORY:
+        raise BuildError(f"{shown}: PE header has no security data directory")
+    pe_offset = struct.unpack_from("<I", pe, 0x3C)[0]
+    optional = pe_offset + 24
+    magic = struct.unpack_from("<H", pe, optional)[0]
+    directories = optional + (112 if magic == 0x20B else 96)
+    address, size = headers.data_directories[SECURITY_DIRECTORY]
+    return directories + 8 * SECURITY_DIRECTORY, address, size
+
+
 def read_section(path: Path, name: str) -> bytes:
     """The bytes of section `name` (its virtual size, not the file padding)."""
     image = read_pe(path)

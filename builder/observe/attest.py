@@ -34,7 +34,8 @@ from builder.trust.dsse import (
     new_envelope,
     parse_envelope,
 )
-from builder.trust.keys import PublicKey, SigningKey
+from builder.trust.keys import PublicKey
+from builder.trust.signer import Signer
 
 PREDICATE_TYPE = "urn:boothkey:rebuild:v1"
 RESULTS = ("same", "different")
@@ -156,7 +157,7 @@ def rebuild_statement(
     }
 
 
-def sign_rebuild_statement(statement: Mapping[str, Any], key: SigningKey) -> Envelope:
+def sign_rebuild_statement(statement: Mapping[str, Any], key: Signer) -> Envelope:
     return new_envelope(statement).add_signature(key)
 
 
@@ -258,7 +259,7 @@ def check_observers(
 
 def attest(
     manifest_path: Path,
-    key: SigningKey,
+    key: Signer,
     rebuilt_manifest: Path | None = None,
     result: str | None = None,
     out_dir: Path | None = None,

@@ -105,9 +105,13 @@ class QemuBoot:
         memory_mib: int = 1024,
         timeout: float = DEFAULT_TIMEOUT,
         monitor: bool = False,
+        vars_template: Path | None = None,
     ) -> None:
         self.image = Path(image)
         self.monitor = monitor
+        # The firmware's variables to start from (e.g. `secureboot enroll`'s OVMF_VARS.fd);
+        # default: Debian's, snakeoil-enrolled with Secure Boot, else empty.
+        self.vars_template = vars_template
         self.usb = usb
         self.secure_boot = secure_boot
         self.memory_mib = memory_mib
@@ -132,11 +136,13 @@ class QemuBoot:
         if not self.image.is_file():
             raise InputError(f"{self.image}: no such image file")
         check_firmware(self.secure_boot)
+        if self.vars_template is not None and not self.vars_template.is_file():
+            raise InputError(f"{self.vars_template}: no such OVMF variable store")
 
     def _prepare(self) -> None:
         self.check()
         self._workdir = Path(tempfile.mkdtemp(prefix="boothkey-qemu-"))
-        source = OVMF_VARS_SECURE if self.secure_boot else OVMF_VARS
+        source = self.vars_template or (OVMF_VARS_SECURE if self.secure_boot else OVMF_VARS)
         shutil.copyfile(source, self._workdir / "OVMF_VARS.fd")
 
     def start(self) -> QemuBoot:

@@ -34,7 +34,7 @@ from builder.transparency.witnesses import (
     read_vkey_file,
 )
 from builder.trust.dsse import Envelope, image_statement, parse_envelope
-from builder.trust.keys import PublicKey, load_trusted_keys
+from builder.trust.keys import PublicKey, Revocation, load_revoked, load_trusted_keys
 
 
 def check_threshold(trusted: Mapping[str, PublicKey], threshold: int) -> None:
@@ -84,9 +84,14 @@ def check_signatures(
     manifest: Manifest,
     trusted: Mapping[str, PublicKey],
     threshold: int,
+    revoked: Mapping[str, Revocation] | None = None,
 ) -> Check:
-    """At least `threshold` distinct trusted keys signed a statement equal to the manifest's."""
+    """At least `threshold` distinct trusted keys signed a statement equal to the manifest's,
+    and no revoked key signed it (whatever the others: a revoked key's signature means the
+    release must be re-published without it)."""
     name = "signatures"
+    revoked = revoked or {}
+    trusted = {keyid: key for keyid, key in trusted.items() if keyid not in revoked}
     check_threshold(trusted, threshold)
     details: list[str] = []
     try:
@@ -101,8 +106,16 @@ def check_signatures(
             "was altered, or they belong to different builds)",
         )
     counted: set[str] = set()
+    revoked_signers: list[str] = []
     for signature, key, valid in envelope.check_each(trusted):
-        if key is None:
+        if signature.keyid in revoked:
+            revocation = revoked[signature.keyid]
+            revoked_signers.append(revocation.name)
+            details.append(
+                f"REVOKED key {revocation.name} ({signature.keyid[:16]}) signed this release: "
+                f"{revocation.reason}"
+            )
+        elif key is None:
             details.append(
                 f"ignored: signature by a key not in the trusted set ({signature.keyid[:16]})"
             )
@@ -115,7 +128,9 @@ def check_signatures(
             counted.add(key.keyid)
     count = len(counted)
     summary = f"{count} distinct trusted signer(s), {threshold} required"
-    return Check(name, count >= threshold, summary, tuple(details))
+    if revoked_signers:
+        summary = f"signed by revoked key(s) {', '.join(revoked_signers)}; " + summary
+    return Check(name, count >= threshold and not revoked_signers, summary, tuple(details))
 
 
 def check_partitions(
@@ -246,7 +261,10 @@ def verify_files(
     """
     manifest = read_manifest(manifest_path)
     check_layout(manifest, str(manifest_path))  # an impossible layout is bad input
-    trusted = load_trusted_keys(keys_dir)
+    revoked = load_revoked(keys_dir)
+    trusted = {
+        keyid: key for keyid, key in load_trusted_keys(keys_dir).items() if keyid not in revoked
+    }
     check_threshold(trusted, threshold)
     observer_trusted = load_trusted_keys(observer_keys) if observer_keys is not None else None
     if observer_trusted is not None:
@@ -264,7 +282,7 @@ def verify_files(
     measured, table, table_error, digests = measure_image(image, manifest)
     checks = [
         check_image_digest(manifest, measured),
-        check_signatures(envelope, manifest, trusted, threshold),
+        check_signatures(envelope, manifest, trusted, threshold, revoked),
         check_partitions(manifest, table, table_error, digests),
         check_boot(manifest, measure_boot(image, manifest, table)),
     ]

@@ -21,11 +21,11 @@ from builder.core.canonical import CHUNK_SIZE, sha256_file
 from builder.core.errors import InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.trust.dsse import image_statement, new_envelope, parse_envelope
-from builder.trust.keys import SigningKey
 from builder.trust.minisign import sign_digest
+from builder.trust.signer import Signer
 
 
-def sign_manifest(manifest_path: Path, key: SigningKey) -> list[Path]:
+def sign_manifest(manifest_path: Path, key: Signer) -> list[Path]:
     """Sign (or co-sign) the build described by `manifest_path`; return the files written."""
     manifest = read_manifest(manifest_path)
     directory = manifest_path.parent

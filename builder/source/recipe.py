@@ -18,6 +18,7 @@ from builder.core.errors import InputError, ValidationErrors
 from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
 from builder.core.text import contact_problem, text_problem
+from builder.trust.pkcs11_uri import SCHEME, parse_token_uri
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 ROOTFS_FORMATS = ("squashfs", "erofs")
@@ -158,8 +159,12 @@ class DataPartition:
 
 @dataclass(frozen=True)
 class SecureBootOptions:
-    key: Path
+    """The UKI's signing key: a PEM file (`key`), or an RSA key on a PKCS#11 token
+    (`token`, an RFC 7512 URI, and then `key` is None); and its certificate."""
+
+    key: Path | None
     certificate: Path
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,13 +300,21 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
     if "secure_boot" in top:
         sb = reader.mapping(top["secure_boot"], "secure_boot", {"key": True, "certificate": True})
         if "key" in sb and "certificate" in sb:
+            key = reader.string(sb["key"], "secure_boot.key")
+            token = None
+            if key.startswith(SCHEME):
+                try:
+                    token = parse_token_uri(key).text
+                except InputError as exc:
+                    reader.error("secure_boot.key", exc.message)
             secure_boot = SecureBootOptions(
                 # The private key may be absent: an observer rebuilds with the published
                 # signature instead (see builder/build/steps/sbsign.py), so it is checked when used.
-                key=(project / reader.string(sb["key"], "secure_boot.key")).resolve(),
+                key=None if key.startswith(SCHEME) else (project / key).resolve(),
                 certificate=_existing_file(
                     reader, sb["certificate"], "secure_boot.certificate", project
                 ),
+                token=token,
             )
 
     data_partition = None

@@ -30,7 +30,8 @@ from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
 from builder.core.text import text_problem
 from builder.trust.dsse import Envelope, new_envelope, parse_envelope
-from builder.trust.keys import PublicKey, SigningKey
+from builder.trust.keys import PublicKey
+from builder.trust.signer import Signer
 
 FORMAT = 1
 PAYLOAD_KIND = "boothkey-election-data"
@@ -408,7 +409,7 @@ def payload_problems(payload: bytes, shown: str) -> list[str]:
     return reader.problems
 
 
-def sign_payload(payload: Mapping[str, Any], keys: Sequence[SigningKey]) -> Envelope:
+def sign_payload(payload: Mapping[str, Any], keys: Sequence[Signer]) -> Envelope:
     """A DSSE envelope over the canonical payload, signed by every key in `keys`.
     A payload the booth would refuse (`payload_problems`) is never signed:
     `ValidationErrors`."""

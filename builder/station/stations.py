@@ -43,7 +43,7 @@ from builder.station.election import (
 )
 from builder.station.fingerprint import election_fingerprint
 from builder.transparency.proof import proof_slot
-from builder.trust.keys import SigningKey
+from builder.trust.signer import Signer
 
 MIB = 1024 * 1024
 
@@ -200,7 +200,7 @@ def write_station_image(
 def make_stations(
     definition: ElectionDefinition,
     stations: Sequence[Station],
-    keys: Sequence[SigningKey],
+    keys: Sequence[Signer],
     out_dir: Path,
     *,
     data_size: int | None,

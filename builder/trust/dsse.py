@@ -22,7 +22,8 @@ from typing import Any
 
 from builder.core.canonical import canonical_json, pretty_json
 from builder.core.errors import InputError
-from builder.trust.keys import PublicKey, SigningKey
+from builder.trust.keys import PublicKey
+from builder.trust.signer import Signer
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -63,7 +64,7 @@ class Envelope:
     def signed_by(self, keyid: str) -> bool:
         return any(s.keyid == keyid for s in self.signatures)
 
-    def add_signature(self, key: SigningKey) -> Envelope:
+    def add_signature(self, key: Signer) -> Envelope:
         """A copy with `key`'s signature appended (unchanged if it already signed)."""
         keyid = key.public.keyid
         if self.signed_by(keyid):

@@ -211,3 +211,48 @@ def resolve_private_key(key: str, private_dir: Path | None) -> tuple[Path, str]:
             f"--key {key}: no such key file {path} (create one with `build.py keygen`)"
         )
     return path, key
+
+
+REVOKED_FILE = "revoked.json"
+_KEYID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A key the authority withdrew: its signatures make a verification fail."""
+
+    keyid: str
+    name: str
+    reason: str
+
+
+def load_revoked(directory: Path) -> dict[str, Revocation]:
+    """The revoked keys listed in `directory/revoked.json` (none when the file is absent)::
+
+    {"revoked": [{"keyid": "<sha256 hex>", "name": "release-2030", "reason": "lost"}]}
+    """
+    path = directory / REVOKED_FILE
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise InputError(f"{path}: not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or set(raw) != {"revoked"} or not isinstance(raw["revoked"], list):
+        raise InputError(f'{path}: expected {{"revoked": [...]}}')
+    revoked: dict[str, Revocation] = {}
+    for index, entry in enumerate(raw["revoked"]):
+        where = f"{path}: revoked[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"keyid", "name", "reason"}:
+            raise InputError(f"{where}: expected exactly keyid, name and reason")
+        keyid, name, reason = entry["keyid"], entry["name"], entry["reason"]
+        if not isinstance(keyid, str) or not _KEYID_RE.match(keyid):
+            raise InputError(f"{where}.keyid: expected 64 lower-case hex digits")
+        if not isinstance(name, str) or not KEY_NAME_RE.match(name):
+            raise InputError(f"{where}.name: not a valid key name")
+        if not isinstance(reason, str) or not reason or "\n" in reason:
+            raise InputError(f"{where}.reason: one line of text")
+        revoked[keyid] = Revocation(keyid, name, reason)
+    return revoked

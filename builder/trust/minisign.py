@@ -13,7 +13,8 @@ import binascii
 from dataclasses import dataclass
 
 from builder.core.errors import InputError, VerificationFailed
-from builder.trust.keys import PublicKey, SigningKey
+from builder.trust.keys import PublicKey
+from builder.trust.signer import Signer
 
 _PUBLIC_ALG = b"Ed"
 _PREHASHED_ALG = b"ED"
@@ -49,7 +50,7 @@ def parse_public_key_file(data: bytes, shown: str, name: str = "minisign") -> Pu
 
 
 def sign_digest(
-    key: SigningKey, blake2b_digest: bytes, trusted_comment: str, untrusted_comment: str
+    key: Signer, blake2b_digest: bytes, trusted_comment: str, untrusted_comment: str
 ) -> bytes:
     """A complete `.minisig` file for content whose BLAKE2b-512 is `blake2b_digest`."""
     for comment in (trusted_comment, untrusted_comment):

@@ -6,14 +6,13 @@ import base64
 import hashlib
 import json
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from image_factory import make_pe, write_pe
+from image_factory import make_pe, tampered_uki_copy, write_pe
 from step_factory import host_tools, host_tools_output, options_of, run_step
 
 from builder.build.image import BuildResult, build_image
@@ -29,9 +28,6 @@ from builder.build.steps.secureboot import (
 from builder.core.canonical import pretty_json
 from builder.core.errors import BuildError, InputError
 from builder.core.paths import default_cache_dir
-from builder.formats.fat_read import extract_esp_file
-from builder.formats.gpt import read_primary_gpt
-from builder.formats.pe import SECURITY_DIRECTORY, parse_pe_headers
 from builder.observe.qemu import QemuBoot
 from builder.source.recipe import SecureBootOptions, load_recipe
 
@@ -283,29 +279,6 @@ def secure_build(tmp_path_factory: pytest.TempPathFactory, hello_boot_debs: obje
         )
 
 
-def _tampered_copy(image: Path, target: Path, how: str) -> Path:
-    """A copy of `image` whose UKI (stored contiguously in the ESP) is altered or unsigned."""
-    data = bytearray(image.read_bytes())
-    with open(image, "rb") as stream:
-        esp = read_primary_gpt(stream).find("esp")
-    assert esp is not None
-    uki = extract_esp_file(image, esp.offset)
-    at = data.find(uki[:65536], esp.offset)
-    assert at >= 0 and data[at : at + len(uki)] == uki, "the UKI is not contiguous in the ESP"
-    headers = parse_pe_headers(uki[:65536])
-    if how == "altered":
-        cmdline = headers.section(".cmdline")
-        assert cmdline is not None
-        index = at + cmdline.raw_offset + uki[cmdline.raw_offset :].index(b"quiet")
-        data[index : index + 5] = b"QUIET"
-    else:  # "unsigned": the security directory no longer points at the signature
-        pe_offset = struct.unpack_from("<I", uki, 0x3C)[0]
-        entry = at + pe_offset + 24 + 112 + 8 * SECURITY_DIRECTORY
-        data[entry : entry + 8] = bytes(8)
-    target.write_bytes(bytes(data))
-    return target
-
-
 def _boot(image: Path, secure_boot: bool) -> int:
     with QemuBoot(image, usb=False, secure_boot=secure_boot, timeout=180) as boot:
         return boot.expect([BOOTED, DENIED])
@@ -337,7 +310,7 @@ def test_signed_image_boots_with_secure_boot_enforced(secure_build: BuildResult)
 def test_altered_uki_is_refused_by_secure_boot_but_boots_without(
     secure_build: BuildResult, tmp_path: Path
 ) -> None:
-    altered = _tampered_copy(secure_build.image, tmp_path / "altered.img", "altered")
+    altered = tampered_uki_copy(secure_build.image, tmp_path / "altered.img", "altered")
     assert _boot(altered, secure_boot=True) == 1
     # The same bytes boot without Secure Boot: the refusal above is the signature check.
     assert _boot(altered, secure_boot=False) == 0
@@ -345,5 +318,5 @@ def test_altered_uki_is_refused_by_secure_boot_but_boots_without(
 
 @pytest.mark.slow
 def test_unsigned_uki_is_refused_by_secure_boot(secure_build: BuildResult, tmp_path: Path) -> None:
-    unsigned = _tampered_copy(secure_build.image, tmp_path / "unsigned.img", "unsigned")
+    unsigned = tampered_uki_copy(secure_build.image, tmp_path / "unsigned.img", "unsigned")
     assert _boot(unsigned, secure_boot=True) == 1

@@ -483,3 +483,46 @@ def test_a_moved_partition_is_reported_once_not_also_as_matching(
     root_lines = [line for line in partitions.details if line.startswith("root:")]
     assert root_lines and all("matches" not in line for line in root_lines)
     assert any("offset is" in line for line in root_lines)
+
+
+def _revoke(directory: Path, key: SigningKey, reason: str = "token lost on 2030-02-01") -> None:
+    entry = {"keyid": key.public.keyid, "name": key.name, "reason": reason}
+    (directory / "revoked.json").write_text(json.dumps({"revoked": [entry]}))
+
+
+def test_a_revoked_signer_fails_verification_by_name(
+    tmp_path: Path, signed: BuiltImage, keys: dict[str, SigningKey]
+) -> None:
+    trusted = _trust(tmp_path / "trusted", keys["alice"], keys["bob"])
+    assert _failed(_verify(signed, trusted, threshold=2)) == set()
+    _revoke(trusted, keys["bob"])
+    # alice alone would meet a threshold of 1, but bob's signature is on the release.
+    report = _verify(signed, trusted, threshold=1)
+    assert _failed(report) == {"signatures"}
+    check = next(c for c in report.checks if c.name == "signatures")
+    assert "signed by revoked key(s) bob" in check.summary
+    assert any("REVOKED key bob" in line and "token lost" in line for line in check.details)
+    # A revoked key no longer counts as trusted: 2 can never be met with alice alone.
+    with pytest.raises(InputError, match="can never be met with 1 trusted key"):
+        _verify(signed, trusted, threshold=2)
+    # Even with its public key gone from the directory, the revocation names it.
+    (trusted / "bob.pub.json").unlink()
+    assert _failed(_verify(signed, trusted, threshold=1)) == {"signatures"}
+    assert main(["verify", str(signed.image), "--manifest", str(signed.manifest_path),
+                 "--keys", str(trusted), "--threshold", "1"]) == 3  # fmt: skip
+
+
+def test_an_unrevoked_release_still_verifies_and_bad_revocation_lists_are_named(
+    tmp_path: Path, signed: BuiltImage, keys: dict[str, SigningKey]
+) -> None:
+    trusted = _trust(tmp_path / "trusted", keys["alice"], keys["bob"])
+    _revoke(trusted, keys["mallory"])
+    assert _failed(_verify(signed, trusted, threshold=2)) == set()
+    (trusted / "revoked.json").write_text(
+        '{"revoked": [{"keyid": "abc", "name": "x", "reason": "r"}]}'
+    )
+    with pytest.raises(InputError, match=r"revoked\.json: revoked\[0\]\.keyid"):
+        _verify(signed, trusted)
+    (trusted / "revoked.json").write_text("[]")
+    with pytest.raises(InputError, match=r"revoked\.json: expected"):
+        _verify(signed, trusted)

@@ -19,6 +19,15 @@ step id covers it.
 The key file may be passphrase-protected PEM: the passphrase is read from
 $BOOTHKEY_SECURE_BOOT_PASSPHRASE, and a decrypted copy lives in the build's
 scratch directory (mode 0600) only while sbsign runs.
+
+A key on a PKCS#11 token (`secure_boot.key: pkcs11:...`, an RSA key) never
+reaches a file, nor the sandbox: boothkey computes the UKI's Authenticode
+digest itself and has the token sign the PKCS#7 signed attributes
+(`builder.trust.authenticode`, CKM_SHA256_RSA_PKCS; PIN from
+$BOOTHKEY_PKCS11_PIN or a prompt, module from the URI or
+$BOOTHKEY_PKCS11_MODULE). RSA PKCS#1 v1.5 is deterministic and the signingTime
+is SOURCE_DATE_EPOCH, so the blob is the same for the same UKI. The locked
+sbverify checks the result exactly as it checks sbsign's.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from builder.build.steps.base import BuildContext, StepEnv, StepOutput, covered_by, tools_sandbox
 from builder.build.steps.secureboot import attach_signature, certificate_table, sbsign, sbverify
 from builder.core.canonical import sha256_bytes, sha256_file
-from builder.core.errors import BuildError, InputError
+from builder.core.errors import BuildError, InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.core.sandbox import Sandbox
 
@@ -95,9 +104,14 @@ class SbsignOptions:
     # "sign" with the key, or "attach" the published signature `attach_sha256` names.
     signature: str
     attach_sha256: str | None
-    # The certificate names the key: sbsign refuses a key that does not match it.
+    # Who signs: "sbsign" (a key file), or "pkcs11" (boothkey, through the token: other
+    # signed attributes than sbsign's); None when attaching.
+    signer: str | None
+    # The certificate names the key: a key (file or token) that does not match it is
+    # refused.
     certificate: Path = covered_by("certificate_sha256")
-    key: Path = covered_by("certificate_sha256")
+    key: Path | None = covered_by("certificate_sha256")
+    token: str | None = covered_by("certificate_sha256")
     published: bytes | None = covered_by("attach_sha256")
 
 
@@ -111,6 +125,29 @@ class SbsignFacts:
     signing_time: int
 
 
+def sign_with_token(unsigned: bytes, options: SbsignOptions) -> bytes:
+    """The UKI signed by the token key `options.token` (see the module's docstring)."""
+    from builder.formats.authenticode import unsigned_sha256
+    from builder.trust.authenticode import certificate_table as win_certificate
+    from builder.trust.authenticode import sign_pe_digest
+    from builder.trust.pkcs11 import open_token_rsa_signer
+    from builder.trust.rsa import read_certificate
+
+    if options.token is None:
+        raise RuntimeError("sign_with_token without a token key")
+    certificate = read_certificate(options.certificate, "secure_boot.certificate")
+    digest = unsigned_sha256(unsigned)
+    try:
+        with open_token_rsa_signer(options.token) as signer:
+            pkcs7 = sign_pe_digest(digest, certificate, options.signing_time, signer)
+    except VerificationFailed as exc:
+        raise InputError(
+            f"secure_boot.key: {options.token}: does not match secure_boot.certificate "
+            f"{options.certificate}: {exc.message}"
+        ) from exc
+    return attach_signature(unsigned, win_certificate(pkcs7))
+
+
 class SbsignStep:
     name: ClassVar[str] = "sbsign"
     version: ClassVar[int] = 1
@@ -121,13 +158,19 @@ class SbsignStep:
         if secure_boot is None:
             raise RuntimeError("the sbsign step is only planned for recipes with secure_boot")
         published = ctx.secure_boot_signature
+        if published is not None:
+            signer = None
+        else:
+            signer = "pkcs11" if secure_boot.token is not None else "sbsign"
         return SbsignOptions(
             certificate_sha256=sha256_file(secure_boot.certificate),
             signing_time=ctx.source_date_epoch,
             signature="sign" if published is None else "attach",
             attach_sha256=sha256_bytes(published) if published is not None else None,
+            signer=signer,
             certificate=secure_boot.certificate,
             key=secure_boot.key,
+            token=secure_boot.token,
             published=published,
         )
 
@@ -147,6 +190,9 @@ class SbsignStep:
                     "step sbsign: the published signature does not verify on this build's "
                     "UKI: the rebuilt UKI differs from the one that was signed"
                 )
+        elif options.token is not None:
+            env.report("signing the UKI for Secure Boot through the PKCS#11 token")
+            signed.write_bytes(sign_with_token(unsigned.read_bytes(), options))
         else:
             self._sign(env, tools, options, unsigned, signed)
         signed_bytes = signed.read_bytes()
@@ -172,6 +218,8 @@ class SbsignStep:
     def _sign(
         env: StepEnv, tools: Sandbox, options: SbsignOptions, unsigned: Path, signed: Path
     ) -> None:
+        if options.key is None:
+            raise RuntimeError("a recipe's secure_boot names a key file or a token")
         work = Path(tempfile.mkdtemp(prefix="sbsign-", dir=env.scratch))
         try:
             os.chmod(work, 0o700)

@@ -24,30 +24,16 @@ from pathlib import Path
 from builder.core.errors import BuildError, InputError
 from builder.core.sandbox import Sandbox
 from builder.core.tools import faketime_env
-from builder.formats.pe import SECURITY_DIRECTORY, parse_pe_headers, pe_checksum_bytes
+from builder.formats.pe import parse_pe_headers, pe_checksum_bytes, security_directory_entry
 
 _WIN_CERT_REVISION_2 = 0x0200
 _WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
 _HEAD = 64 * 1024
 
 
-def _security_directory_offset(pe: bytes, shown: str) -> tuple[int, int, int]:
-    """(file offset of the security directory entry, its RVA field, its size field)."""
-    headers = parse_pe_headers(pe[:_HEAD], shown)
-    if len(headers.data_directories) <= SECURITY_DIRECTORY:
-        raise BuildError(f"{shown}: PE header has no security data directory")
-    pe_offset = struct.unpack_from("<I", pe, 0x3C)[0]
-    optional = pe_offset + 24
-    magic = struct.unpack_from("<H", pe, optional)[0]
-    directories = optional + (112 if magic == 0x20B else 96)
-    entry = directories + 8 * SECURITY_DIRECTORY
-    address, size = headers.data_directories[SECURITY_DIRECTORY]
-    return entry, address, size
-
-
 def certificate_table(signed_pe: bytes, shown: str = "signed UKI") -> bytes:
     """The certificate table (WIN_CERTIFICATE entries, padded) a signed PE carries."""
-    _entry, address, size = _security_directory_offset(signed_pe, shown)
+    _entry, address, size = security_directory_entry(signed_pe, shown)
     if size == 0:
         raise BuildError(f"{shown}: is not signed (no certificate table)")
     if address + size != len(signed_pe):
@@ -77,7 +63,7 @@ def attach_signature(unsigned_pe: bytes, table: bytes, shown: str = "unsigned UK
     parse_certificate_table(table)
     if len(table) % 8:
         raise InputError("signature blob length is not a multiple of 8")
-    entry, _address, size = _security_directory_offset(unsigned_pe, shown)
+    entry, _address, size = security_directory_entry(unsigned_pe, shown)
     if size != 0:
         raise InputError(f"{shown}: already carries a signature")
     data = bytearray(unsigned_pe)
