@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,8 @@ from manifest_factory import ESP_TYPE, manifest, partition, verity
 from builder.core.canonical import sha256_file
 from builder.source.lockfile import Lock, LockedPackage
 
-PYSPDXTOOLS = shutil.which("pyspdxtools") or str(
-    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "pyspdxtools"
-)
+# Installed beside the Python running the tests (the checkout's .venv, or another).
+PYSPDXTOOLS = shutil.which("pyspdxtools") or str(Path(sys.executable).with_name("pyspdxtools"))
 
 # The DEP-5 Format line exactly as python-debian writes it for a new copyright header.
 DEP5_FORMAT = f"Format: {Header().format}\n".encode()
