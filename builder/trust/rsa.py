@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from builder.core.errors import InputError, VerificationFailed
+from builder.trust.pemkey import SECURE_BOOT_PASSPHRASE_ENV, load_private_key_file
 
-PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
+PASSPHRASE_ENV = SECURE_BOOT_PASSPHRASE_ENV
 NO_EXPIRY = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 
 
@@ -63,23 +63,7 @@ class RsaKeyFile:
 
 def load_rsa_key_file(path: Path, shown: str = "secure_boot.key") -> RsaKeyFile:
     """The RSA key in PEM file `path`, decrypted with $BOOTHKEY_SECURE_BOOT_PASSPHRASE if set."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{shown}: {path}: cannot read: {exc.strerror}") from exc
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    try:
-        private = serialization.load_pem_private_key(
-            data, password=passphrase.encode() if passphrase else None
-        )
-    except TypeError as exc:
-        raise InputError(
-            f"{shown}: {path} is encrypted; set ${PASSPHRASE_ENV} to its passphrase"
-        ) from exc
-    except ValueError as exc:
-        raise InputError(
-            f"{shown}: {path}: not a PEM private key, or wrong ${PASSPHRASE_ENV}"
-        ) from exc
+    private = load_private_key_file(path, shown, PASSPHRASE_ENV)
     if not isinstance(private, rsa.RSAPrivateKey):
         raise InputError(f"{shown}: {path}: not an RSA key (UEFI Secure Boot uses RSA)")
     return RsaKeyFile(path.name, private)

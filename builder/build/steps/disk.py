@@ -21,6 +21,7 @@ from builder.build.manifest import (
     ESP_PARTITION,
     ROOT_PARTITION,
     VERITY_PARTITION,
+    PartitionInfo,
 )
 from builder.build.steps.base import BuildContext, StepEnv, StepOutput
 from builder.build.steps.verity import VerityFacts
@@ -101,21 +102,11 @@ class DiskOptions:
 
 
 @dataclass(frozen=True)
-class DiskPartition:
-    name: str
-    type: str
-    uuid: str
-    offset: int
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
 class DiskFacts:
     size: int
     sha256: str
     disk_guid: str
-    partitions: tuple[DiskPartition, ...]
+    partitions: tuple[PartitionInfo, ...]  # as the manifest lists them
 
 
 class DiskStep:
@@ -187,7 +178,7 @@ class DiskStep:
             sha256=sha256_file(image),
             disk_guid=disk.disk_guid,
             partitions=tuple(
-                DiskPartition(part.name, part.type_guid, part.uuid, part.offset, part.size, digest)
+                PartitionInfo(part.name, part.type_guid, part.uuid, part.offset, part.size, digest)
                 for part, digest in zip(disk.partitions, digests, strict=True)
             ),
         )

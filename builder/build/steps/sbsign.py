@@ -50,29 +50,14 @@ from builder.core.canonical import sha256_bytes, sha256_file
 from builder.core.errors import BuildError, InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.core.sandbox import Sandbox
+from builder.trust.pemkey import SECURE_BOOT_PASSPHRASE_ENV, load_private_key_file
 
-PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
+PASSPHRASE_ENV = SECURE_BOOT_PASSPHRASE_ENV
 
 
 def write_plain_key(key: Path, target: Path) -> None:
     """Write `key` unencrypted to `target` (0600), decrypting it with $BOOTHKEY_SECURE_BOOT_PASSPHRASE."""
-    try:
-        pem = key.read_bytes()
-    except OSError as exc:
-        raise InputError(f"secure_boot.key: {key}: cannot read: {exc.strerror}") from exc
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    try:
-        private = serialization.load_pem_private_key(
-            pem, password=passphrase.encode() if passphrase else None
-        )
-    except TypeError as exc:
-        raise InputError(
-            f"secure_boot.key: {key} is encrypted; set ${PASSPHRASE_ENV} to its passphrase"
-        ) from exc
-    except ValueError as exc:
-        raise InputError(
-            f"secure_boot.key: {key}: not a PEM private key, or wrong ${PASSPHRASE_ENV}"
-        ) from exc
+    private = load_private_key_file(key, "secure_boot.key", PASSPHRASE_ENV)
     plain = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from builder.build.manifest import PackageRef
 from builder.build.steps.base import BuildContext, DebInput, StepEnv, StepOutput, deb_inputs
 from builder.core.errors import BuildError
 from builder.formats.debarchive import extract_data
@@ -71,16 +72,8 @@ class ToolsOptions:
 
 
 @dataclass(frozen=True)
-class ToolPackage:
-    name: str
-    version: str
-    architecture: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class ToolsFacts:
-    packages: tuple[ToolPackage, ...]
+    packages: tuple[PackageRef, ...]  # as the manifest lists the tools
 
 
 class ToolsStep:
@@ -97,7 +90,5 @@ class ToolsStep:
         env.report(f"unpacking the build tools ({len(options.packages)} packages)")
         make_tools_tree([env.deb_path(p.package) for p in options.packages], out / "tree")
         return ToolsFacts(
-            tuple(
-                ToolPackage(p.name, p.version, p.architecture, p.sha256) for p in options.packages
-            )
+            tuple(PackageRef(p.name, p.version, p.architecture, p.sha256) for p in options.packages)
         )
