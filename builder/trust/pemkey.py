@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from builder.core.errors import InputError
+
+if TYPE_CHECKING:
+    # Not in Debian 12's python3-cryptography (38), which observers may run boothkey with.
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 # The Secure Boot key's passphrase (sbsign step and Python signing alike).
 SECURE_BOOT_PASSPHRASE_ENV = "BOOTHKEY_SECURE_BOOT_PASSPHRASE"
