@@ -104,6 +104,17 @@ def example_envelope(
     return envelope_bytes(sign_payload(payload, [signing_key(name) for name in signers]))
 
 
+BELGIAN_EXAMPLE = REPO / "examples" / "election-be" / "election.yaml"
+
+
+def belgian_envelope(station: str = "0001") -> bytes:
+    """The Belgian example's (format 2) envelope for one station, signed by the test
+    authority."""
+    definition = load_election(BELGIAN_EXAMPLE)
+    payload = station_payload(definition, definition.station(station))
+    return envelope_bytes(sign_payload(payload, [signing_key()]))
+
+
 def example_payload(station: str = "0001") -> dict[str, Any]:
     """The example's payload for one station, as a plain (mutable) JSON object."""
     definition = example_definition()

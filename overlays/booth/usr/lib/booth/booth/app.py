@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from . import belgian
 from .ballot import InvalidChoice, RaceVote, ballot_code, ballot_text, parse_answer
+from .belgian_console import collect_belgian_votes, vote_labels
 from .datapart import (
     DataRefused,
     check_envelope,
@@ -123,15 +125,54 @@ def run_booth(config: BoothConfig, console: Console) -> int:
         answer = console.ask("READY: press Enter to start voting\n")
         if answer is None:
             return 0
-        votes = collect_votes(opened.election, console)
-        if votes is None:
+        served = serve_voter(opened, config, console)
+        if served is None:
             return 0
-        if not votes:
-            continue
-        code = ballot_code(opened.fingerprint, votes)
-        cast(console, ballot_text(opened.election, votes, code), config.printer)
-        if console.ask("Press Enter for the next voter.\n") is None:
+        if served and console.ask("Press Enter for the next voter.\n") is None:
             return 0
+
+
+def serve_voter(opened: OpenElection, config: BoothConfig, console: Console) -> bool | None:
+    """One voter: True once a ballot is cast, False if the voter started over, None at
+    the end of input."""
+    if opened.election.format == 2:
+        return serve_belgian_voter(opened, config, console)
+    votes = collect_votes(opened.election, console)
+    if votes is None:
+        return None
+    if not votes:
+        return False
+    code = ballot_code(opened.fingerprint, votes)
+    cast(console, ballot_text(opened.election, votes, code), config.printer)
+    return True
+
+
+def serve_belgian_voter(opened: OpenElection, config: BoothConfig, console: Console) -> bool | None:
+    collected = collect_belgian_votes(opened.election, console)
+    if collected is None:
+        return None
+    language, votes = collected
+    if not votes:
+        return False
+    code = belgian.ballot_code(opened.fingerprint, votes)
+    cast(console, belgian_ballot_text(opened.election, language, votes, code), config.printer)
+    return True
+
+
+def belgian_ballot_text(
+    election: Election, language: str, votes: list[belgian.Vote], code: str
+) -> str:
+    """The ballot in words, in the voter's language, ending with its code."""
+    lines = [
+        "----- BALLOT -----",
+        election.name_in(language),
+        f"{election.station_id} {election.station_name}",
+    ]
+    for vote in votes:
+        lines.append(f"{vote.race.names[language]}:")
+        lines.extend(f"  - {label}" for label in vote_labels(vote, language))
+    lines += [f"CODE: {code}", "----- END BALLOT -----"]
+    return "\n".join(lines) + "\n"
 
 
 def show_fingerprints(
