@@ -30,11 +30,23 @@ def add_parser(subparsers: Any) -> None:
         help="enforce Secure Boot with Debian's snakeoil-enrolled OVMF variables",
     )
     parser.add_argument("--memory", type=int, default=1024, metavar="MIB", help="guest RAM")
+    parser.add_argument(
+        "--printer",
+        type=Path,
+        metavar="FILE",
+        help="the booth's ballot printer (second serial port) writes into FILE (PBM pictures)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    boot = QemuBoot(args.image, usb=args.usb, secure_boot=args.secure_boot, memory_mib=args.memory)
+    boot = QemuBoot(
+        args.image,
+        usb=args.usb,
+        secure_boot=args.secure_boot,
+        memory_mib=args.memory,
+        printer=args.printer,
+    )
     boot.check()
     how = "USB stick (xHCI)" if args.usb else "virtio disk"
     firmware = "UEFI with Secure Boot" if args.secure_boot else "UEFI"

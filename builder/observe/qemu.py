@@ -37,8 +37,11 @@ def qemu_command(
     usb: bool,
     secure_boot: bool,
     memory_mib: int,
+    printer: Path | None = None,
 ) -> list[str]:
-    """The qemu-system-x86_64 argv for one boot (the caller provides the vars copy)."""
+    """The qemu-system-x86_64 argv for one boot (the caller provides the vars copy).
+    With `printer`, the guest's second serial port (ttyS1, the booth's ballot printer)
+    writes into that file."""
     code = OVMF_CODE_SECURE if secure_boot else OVMF_CODE
     # A comma in a path would be read as an option separator by -drive.
     drive_file = str(image).replace(",", ",,")
@@ -70,6 +73,10 @@ def qemu_command(
         argv += ["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=bootkey"]
     else:
         argv += ["-device", "virtio-blk-pci,drive=bootkey"]
+    if printer is not None:
+        # Naming any -serial drops -nographic's default one: keep the console on stdio.
+        printer_file = str(printer).replace(",", ",,")
+        argv += ["-serial", "mon:stdio", "-serial", f"file:{printer_file}"]
     return argv
 
 
@@ -98,8 +105,10 @@ class QemuBoot:
         secure_boot: bool = False,
         memory_mib: int = 1024,
         timeout: float = DEFAULT_TIMEOUT,
+        printer: Path | None = None,
     ) -> None:
         self.image = Path(image)
+        self.printer = printer
         self.usb = usb
         self.secure_boot = secure_boot
         self.memory_mib = memory_mib
@@ -116,6 +125,7 @@ class QemuBoot:
             usb=self.usb,
             secure_boot=self.secure_boot,
             memory_mib=self.memory_mib,
+            printer=self.printer,
         )
 
     def check(self) -> None:

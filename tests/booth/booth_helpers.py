@@ -175,6 +175,34 @@ def booth_python() -> str:
     return sys.executable
 
 
+def printed_codes(picture: Path) -> list[str]:
+    """The QR codes zbarimg (Debian's zbar-tools) reads in a picture, in its order."""
+    result = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(picture)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.splitlines()
+
+
+def split_pbm(stream: bytes) -> list[bytes]:
+    """The P4 pictures in a printer's output, one after the other. Bytes before the
+    first picture are skipped: under QEMU the firmware (OVMF) writes its boot messages
+    to every serial port, the printer's too, before the booth starts."""
+    pictures = []
+    start = stream.find(b"P4\n")
+    stream = stream[start:] if start >= 0 else b""
+    while stream:
+        magic, size, rest = stream.split(b"\n", 2)
+        assert magic == b"P4", magic
+        width, height = (int(n) for n in size.split())
+        length = (width + 7) // 8 * height
+        pictures.append(b"%s\n%s\n%s" % (magic, size, rest[:length]))
+        stream = rest[length:]
+    return pictures
+
+
 @dataclass
 class BoothRun:
     child: pexpect.spawn

@@ -22,17 +22,27 @@ import yaml
 from builder.build.manifest import read_manifest
 from builder.core.canonical import canonical_json
 from builder.observe.qemu import QemuBoot
-from builder.station.election import envelope_bytes, sign_payload, station_payload
+from builder.station.ballot import ballot_election, decode_ballot
+from builder.station.election import (
+    ElectionDefinition,
+    envelope_bytes,
+    load_election,
+    sign_payload,
+    station_payload,
+)
 from builder.station.fingerprint import election_fingerprint, software_fingerprint
 from builder.station.stations import make_stations, open_software_image
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (
+    BELGIAN_EXAMPLE,
     KEYS,
     altered_envelope,
     booth_module,
     example_definition,
+    printed_codes,
     signing_key,
+    split_pbm,
 )
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -95,8 +105,14 @@ def test_trusting_image(
     return out / "booth.img", out / "booth.manifest.json"
 
 
-def _station_image(image: Path, manifest: Path, out: Path, station: str = "0001") -> Path:
-    definition = example_definition()
+def _station_image(
+    image: Path,
+    manifest: Path,
+    out: Path,
+    station: str = "0001",
+    definition: ElectionDefinition | None = None,
+) -> Path:
+    definition = definition or example_definition()
     results = make_stations(
         definition,
         [definition.station(station)],
@@ -200,3 +216,48 @@ def test_altered_station_data_is_refused(
     with QemuBoot(station, usb=False) as boot:
         _expect_fingerprints(boot, manifest)
         boot.expect(r"REFUSED: [^\r\n]*\[altered\]")
+
+
+@pytest.mark.slow
+def test_belgian_vote_in_french_prints_a_ballot_whose_qr_code_is_the_vote(
+    test_trusting_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Format 2 on the booted image: the language first, a mix of lists refused, then
+    preference votes and a list vote; the ballot printed on the second serial port
+    (a file here) carries a QR code that zbarimg reads and the builder decodes to the
+    vote cast."""
+    image, manifest = test_trusting_image
+    definition = load_election(BELGIAN_EXAMPLE)
+    station = _station_image(image, manifest, tmp_path, "0001", definition)
+    payload = canonical_json(station_payload(definition, definition.station("0001")))
+    printer = tmp_path / "printer.pbm"
+    with QemuBoot(station, usb=False, printer=printer) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect("READY: press Enter")
+        boot.send("\r")
+        boot.expect("LANGUAGE> ")
+        boot.send("2\r")
+        boot.expect("RACE 1/2: Chambre")
+        boot.expect("CHOICE> ")
+        boot.send("1.1 2.1\r")
+        boot.expect("INVALID: vous ne pouvez voter que pour une liste ou pour des candidats")
+        boot.send("2.S1 2.1\r")
+        boot.expect("RACE 2/2: Parlement")
+        boot.expect("CHOICE> ")
+        boot.send("1\r")
+        boot.expect("CONFIRM> ")
+        boot.send("OUI\r")
+        boot.expect(r"CODE: \S+\s")
+        code = _last(boot, r"CODE: (\S+)")
+        boot.expect("PRINTER: ballot printed")
+        boot.expect("BALLOT CAST")
+    pictures = split_pbm(printer.read_bytes())
+    assert len(pictures) == 1
+    picture = tmp_path / "ballot.pbm"
+    picture.write_bytes(pictures[0])
+    assert printed_codes(picture) == [code]
+    election = ballot_election(payload, election_fingerprint(payload), "station 0001")
+    assert [vote.to_json() for vote in decode_ballot(code, election)] == [
+        {"list": "2", "candidates": ["2-1", "2-S1"]},
+        {"list": "1"},
+    ]

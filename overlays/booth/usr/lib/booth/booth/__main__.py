@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .app import BoothConfig, Console, run_booth
+from .raster import FONT
 
 
 def parse_args(argv: list[str]) -> BoothConfig:
@@ -25,10 +26,11 @@ def parse_args(argv: list[str]) -> BoothConfig:
         "--key-list",
         default=env.get("BOOTH_KEY_LIST", "/usr/share/booth/authority-keys.json"),
     )
-    parser.add_argument("--printer", default=env.get("BOOTH_PRINTER", "/dev/usb/lp0"))
+    parser.add_argument("--printer", default=env.get("BOOTH_PRINTER", "/dev/ttyS1"))
     parser.add_argument(
         "--title-file", default=env.get("BOOTH_TITLE_FILE", "/usr/share/booth/title.txt")
     )
+    parser.add_argument("--font", default=env.get("BOOTH_FONT", str(FONT)))
     args = parser.parse_args(argv)
     return BoothConfig(
         cmdline=Path(args.cmdline),
@@ -37,6 +39,7 @@ def parse_args(argv: list[str]) -> BoothConfig:
         key_list=Path(args.key_list) if args.key_list else None,
         printer=Path(args.printer) if args.printer else None,
         title_file=Path(args.title_file) if args.title_file else None,
+        font=Path(args.font),
     )
 
 

@@ -29,6 +29,9 @@ from .fingerprint import (
     root_hash_from_cmdline,
     software_fingerprint,
 )
+from .i18n import say
+from .printout import BallotPrint, render, send_to_printer
+from .raster import FONT, FontError, load_font
 
 # Home, clear the screen, and clear the scrollback where a terminal keeps one.
 CLEAR_SCREEN = "\033[H\033[2J\033[3J"
@@ -43,6 +46,7 @@ class BoothConfig:
     key_list: Path | None
     printer: Path | None
     title_file: Path | None = None  # rendered from the recipe variable booth_title
+    font: Path = FONT  # the printed ballot's font
 
     def title(self) -> str:
         """The recipe's title for this booth (printable characters only), or ""."""
@@ -143,7 +147,14 @@ def serve_voter(opened: OpenElection, config: BoothConfig, console: Console) -> 
     if not votes:
         return False
     code = ballot_code(opened.fingerprint, votes)
-    cast(console, ballot_text(opened.election, votes, code), config.printer)
+    election = opened.election
+    printed = BallotPrint(
+        "BALLOT",
+        (election.election_name, f"{election.station_id} {election.station_name}"),
+        tuple((vote.race.name, tuple(vote.labels())) for vote in votes),
+        code,
+    )
+    cast(console, ballot_text(election, votes, code), config, printed)
     return True
 
 
@@ -155,7 +166,14 @@ def serve_belgian_voter(opened: OpenElection, config: BoothConfig, console: Cons
     if not votes:
         return False
     code = belgian.ballot_code(opened.fingerprint, votes)
-    cast(console, belgian_ballot_text(opened.election, language, votes, code), config.printer)
+    election = opened.election
+    printed = BallotPrint(
+        say(language, "ballot"),
+        (election.name_in(language), f"{election.station_id} {election.station_name}"),
+        tuple((vote.race.names[language], tuple(vote_labels(vote, language))) for vote in votes),
+        code,
+    )
+    cast(console, belgian_ballot_text(election, language, votes, code), config, printed)
     return True
 
 
@@ -237,17 +255,16 @@ def collect_votes(election: Election, console: Console) -> list[RaceVote] | None
         console.say("INVALID: type YES or NO")
 
 
-def cast(console: Console, text: str, printer: Path | None) -> None:
+def cast(console: Console, text: str, config: BoothConfig, printed: BallotPrint) -> None:
+    """Show the ballot, print it (a PBM picture, `booth.printout`) if there is a printer."""
     console.say(text)
+    printer = config.printer
     if printer is not None and printer.exists():
         try:
-            _write_printer(printer, text)
+            send_to_printer(printer, render(printed, load_font(config.font)).pbm())
             console.say("PRINTER: ballot printed")
+        except FontError as exc:
+            console.say(f"PRINTER: ERROR {exc}: call a poll worker")
         except OSError as exc:
             console.say(f"PRINTER: ERROR {exc.strerror}: call a poll worker")
     console.say("BALLOT CAST. Thank you.")
-
-
-def _write_printer(printer: Path, text: str) -> None:
-    with open(printer, "wb") as device:
-        device.write(text.encode("utf-8") + b"\f")
