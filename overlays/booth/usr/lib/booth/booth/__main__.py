@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -31,6 +32,12 @@ def parse_args(argv: list[str]) -> BoothConfig:
         "--title-file", default=env.get("BOOTH_TITLE_FILE", "/usr/share/booth/title.txt")
     )
     parser.add_argument("--font", default=env.get("BOOTH_FONT", str(FONT)))
+    parser.add_argument(
+        "--screen",
+        choices=("auto", "text"),
+        default=env.get("BOOTH_SCREEN", "auto"),
+        help="auto: the graphical booth on a virtual console with a framebuffer",
+    )
     args = parser.parse_args(argv)
     return BoothConfig(
         cmdline=Path(args.cmdline),
@@ -40,7 +47,17 @@ def parse_args(argv: list[str]) -> BoothConfig:
         printer=Path(args.printer) if args.printer else None,
         title_file=Path(args.title_file) if args.title_file else None,
         font=Path(args.font),
+        graphical=args.screen == "auto" and on_framebuffer_console(),
     )
+
+
+def on_framebuffer_console() -> bool:
+    """Whether stdin is a virtual console (tty1...) and /dev/fb0 exists."""
+    try:
+        terminal = os.ttyname(0)
+    except OSError:
+        return False
+    return re.fullmatch(r"/dev/tty[0-9]+", terminal) is not None and os.path.exists("/dev/fb0")
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ from .datapart import (
     load_trusted_keys,
     read_partition,
 )
-from .election import Election, parse_payload
+from .election import Election, Race, parse_payload
 from .fingerprint import (
     election_digest,
     election_fingerprint,
@@ -47,6 +47,7 @@ class BoothConfig:
     printer: Path | None
     title_file: Path | None = None  # rendered from the recipe variable booth_title
     font: Path = FONT  # the printed ballot's font
+    graphical: bool = False  # the framebuffer booth for format 2 (booth.gui_app)
 
     def title(self) -> str:
         """The recipe's title for this booth (printable characters only), or ""."""
@@ -123,6 +124,13 @@ def run_booth(config: BoothConfig, console: Console) -> int:
     except DataRefused as refused:
         show_fingerprints(console, software, None, title)
         return refuse(console, refused.message, refused.reason)
+    if config.graphical and opened.election.format == 2:
+        try:
+            from .gui_app import run_graphical
+
+            return run_graphical(config, opened, software, title)
+        except (OSError, FontError) as exc:
+            console.say(f"BOOTH: no graphical screen ({exc}); the text booth runs instead")
     while True:
         console.clear()
         show_fingerprints(console, software, opened, title)
@@ -221,8 +229,9 @@ def refuse(console: Console, message: str, reason: str = "unverified") -> int:
 def collect_votes(election: Election, console: Console) -> list[RaceVote] | None:
     """The voter's confirmed choices; [] if the voter started over; None at end of input."""
     votes: list[RaceVote] = []
-    total = len(election.races)
-    for index, race in enumerate(election.races, start=1):
+    races = [race for race in election.races if isinstance(race, Race)]
+    total = len(races)
+    for index, race in enumerate(races, start=1):
         console.clear()
         console.say(f"RACE {index}/{total}: {race.name}")
         hint = " Separate the numbers with spaces." if race.maximum > 1 else ""

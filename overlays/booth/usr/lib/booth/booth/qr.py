@@ -10,6 +10,8 @@ output back with zbarimg.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 MAX_VERSION = 20
 # Level M, versions 1..20: error correction codewords per block, and number of blocks.
@@ -238,7 +240,7 @@ class _Symbol:
             right -= 2
 
     def masked(self, mask: int) -> list[list[bool]]:
-        tests = (
+        tests: tuple[Callable[[int, int], bool], ...] = (
             lambda x, y: (x + y) % 2 == 0,
             lambda x, y: y % 2 == 0,
             lambda x, y: x % 3 == 0,
