@@ -144,3 +144,16 @@ def test_inputs_turn_events_into_keys_and_taps(tmp_path: Path) -> None:
         assert reader.next_press(timeout=5) == inputs.Press("tap", 0, 0)
     finally:
         os.close(writer)
+
+
+def test_a_device_plugged_in_later_is_found(tmp_path: Path) -> None:
+    reader = inputs.Inputs(100, 50, tmp_path)
+    assert reader.next_press(timeout=0.2) is None
+    fifo = tmp_path / "event3"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)
+    try:
+        os.write(writer, inputs.EVENT.pack(0, 0, inputs.EV_KEY, 1, 1))  # Escape down
+        assert reader.next_press(timeout=5) == inputs.Press("back")
+    finally:
+        os.close(writer)

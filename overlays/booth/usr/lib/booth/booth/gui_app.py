@@ -15,7 +15,7 @@ from .gui import Page, Voter, poll_worker_page, thanks_page, vote_once
 from .i18n import say
 from .inputs import Inputs
 from .printout import BallotPrint, render, send_to_printer
-from .raster import FontError, load_font
+from .raster import Font, FontError, load_font
 from .screen import Framebuffer, console_graphics
 
 if TYPE_CHECKING:
@@ -32,8 +32,25 @@ def run_graphical(
     font = load_font(config.font)
     screen = Framebuffer()
     inputs = Inputs(screen.width, screen.height)
-    size = (screen.width, screen.height)
     console_graphics(0, True)
+    try:
+        return _serve(config, opened, software, title, screen, font, inputs)
+    finally:
+        # A crash leaves the screen to the text console again (booth-init restarts us).
+        console_graphics(0, False)
+        screen.close()
+
+
+def _serve(
+    config: BoothConfig,
+    opened: OpenElection,
+    software: tuple[str, str],
+    title: str,
+    screen: Framebuffer,
+    font: Font,
+    inputs: Inputs,
+) -> int:
+    size = (screen.width, screen.height)
     election = opened.election
 
     def show(page: Page) -> None:

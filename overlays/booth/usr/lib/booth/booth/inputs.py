@@ -13,6 +13,7 @@ import fcntl
 import os
 import select
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,36 +58,41 @@ class _Device:
 
 
 class Inputs:
-    """Every input device present (looked for again while there is none)."""
+    """Every input device: those present when made (opened at once, so that no touch
+    on the first page is lost), and those plugged in later (looked for every second)."""
 
     def __init__(self, width: int, height: int, directory: Path = Path("/dev/input")) -> None:
         self.size = (width, height)
         self.directory = directory
         self.devices: list[_Device] = []
+        self._opened: set[Path] = set()
+        self._open_new()
 
-    def _open(self) -> None:
+    def _open_new(self) -> None:
         for path in sorted(self.directory.glob("event*")):
+            if path in self._opened:
+                continue
             try:
                 self.devices.append(_Device(path))
             except OSError:
                 continue
+            self._opened.add(path)
 
     def next_press(self, timeout: float | None = None) -> Press | None:
         """The next key or tap; None when `timeout` seconds pass without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if not self.devices:
-                self._open()
-            if not self.devices:
-                select.select([], [], [], 1.0)
-                continue
-            ready, _w, _x = select.select([d.fd for d in self.devices], [], [], timeout)
-            if not ready:
-                return None
+            wait = 1.0 if deadline is None else min(max(deadline - time.monotonic(), 0), 1.0)
+            ready, _w, _x = select.select([d.fd for d in self.devices], [], [], wait)
             for device in self.devices:
                 if device.fd in ready:
                     press = self._read(device)
                     if press is not None:
                         return press
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                self._open_new()
 
     def _read(self, device: _Device) -> Press | None:
         try:
