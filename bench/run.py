@@ -29,6 +29,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("fetch", "bench_fetch.py", (), ("--skip-apt",)),
     ("build", "bench_build.py", (), ("--skip-baseline", "--skip-cold", "--host-tools-rounds", "1")),
     ("boot", "bench_boot.py", (), ()),
+    ("booth", "bench_booth.py", (), ()),
     ("verify", "bench_verify.py", (), ("--size-mib", "128", "--repeat", "1")),
     ("flash", "bench_flash.py", (), ("--size-mib", "128", "--rounds", "1")),
     ("stations", "bench_stations.py", (), ("--stations", "20")),

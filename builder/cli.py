@@ -9,6 +9,7 @@ from types import ModuleType
 
 from builder import __version__
 from builder.commands import attest as attest_command
+from builder.commands import ballot as ballot_command
 from builder.commands import boot as boot_command
 from builder.commands import build as build_command
 from builder.commands import bundle as bundle_command
@@ -44,6 +45,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     publish_command,
     rebuild_command,
     election_command,
+    ballot_command,
     fingerprint_command,
     log_command,
     witness_command,

@@ -76,6 +76,11 @@ def test_golden_files_are_what_boothkey_reads_and_checks() -> None:
         (FORMATS / "election.dsse.json").read_bytes(), "election.dsse.json"
     )
     assert verify_election_envelope(election, keys, "election.dsse.json") == ["authority"]
+    belgian = parse_election_envelope(
+        (FORMATS / "election-be.dsse.json").read_bytes(), "election-be.dsse.json"
+    )
+    assert verify_election_envelope(belgian, keys, "election-be.dsse.json") == ["authority"]
+    assert json.loads(belgian.payload)["format"] == 2
 
 
 def test_golden_sbom_is_valid_spdx() -> None:

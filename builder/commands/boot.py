@@ -37,6 +37,12 @@ def add_parser(subparsers: Any) -> None:
         help="OVMF variable store to start from, e.g. `secureboot enroll`'s OVMF_VARS.fd",
     )
     parser.add_argument("--memory", type=int, default=1024, metavar="MIB", help="guest RAM")
+    parser.add_argument(
+        "--printer",
+        type=Path,
+        metavar="FILE",
+        help="the booth's ballot printer (second serial port) writes into FILE (PBM pictures)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         secure_boot=args.secure_boot,
         memory_mib=args.memory,
         vars_template=args.firmware_vars,
+        printer=args.printer,
     )
     boot.check()
     how = "USB stick (xHCI)" if args.usb else "virtio disk"

@@ -27,6 +27,7 @@ from builder.build.manifest import read_manifest
 from builder.commands.options import add_pkcs11_module
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.fsutil import write_atomic
+from builder.station.belgian import BelgianRace
 from builder.station.election import (
     ElectionDefinition,
     envelope_bytes,
@@ -146,7 +147,12 @@ def _data_size(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     definition = _load(args)
     print(f"election {definition.id}: {definition.name}")
+    if definition.languages:
+        print(f"  format {definition.format}, languages: {' '.join(definition.languages)}")
     for race in definition.races:
+        if isinstance(race, BelgianRace):
+            print(f"  race {race.id}: {race.summary()}")
+            continue
         rules = race.rules
         print(
             f"  race {race.id}: {race.name} — choose {rules.min}..{rules.max} {rules.choose}"

@@ -31,6 +31,7 @@ HOST_TOOL_PACKAGES = {
     "gpgv": "gpgv",
     "mcopy": "mtools",
     "qemu-system-x86_64": "qemu-system-x86",
+    "zbarimg": "zbar-tools",
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from builder.core.errors import InputError
 from builder.core.tools import require_tool, run_tool, tool_env
+from builder.observe.qmp import Qmp
 
 OVMF_DIR = Path("/usr/share/OVMF")
 OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
@@ -39,10 +40,15 @@ def qemu_command(
     secure_boot: bool,
     memory_mib: int,
     monitor: Path | None = None,
+    printer: Path | None = None,
+    qmp: Path | None = None,
 ) -> list[str]:
     """The qemu-system-x86_64 argv for one boot (the caller provides the vars copy).
     With `monitor`, QEMU's human monitor listens on that Unix socket (screen dumps, keys
-    typed on the emulated keyboard)."""
+    typed on the emulated keyboard). With `printer`, the guest's second serial port
+    (ttyS1, the booth's ballot printer) writes into that file. With `qmp`, a USB keyboard
+    and a USB tablet (an absolute pointer: a touchscreen) are plugged in and QMP listens
+    on that unix socket."""
     code = OVMF_CODE_SECURE if secure_boot else OVMF_CODE
     # A comma in a path would be read as an option separator by -drive.
     drive_file = str(image).replace(",", ",,")
@@ -76,6 +82,14 @@ def qemu_command(
         argv += ["-device", "virtio-blk-pci,drive=bootkey"]
     if monitor is not None:
         argv += ["-monitor", f"unix:{str(monitor).replace(',', ',,')},server=on,wait=off"]
+    if qmp is not None:
+        argv += ["-device", "qemu-xhci,id=hid", "-device", "usb-kbd,bus=hid.0"]
+        argv += ["-device", "usb-tablet,bus=hid.0"]
+        argv += ["-qmp", f"unix:{str(qmp).replace(',', ',,')},server=on,wait=off"]
+    if printer is not None:
+        # Naming any -serial drops -nographic's default one: keep the console on stdio.
+        printer_file = str(printer).replace(",", ",,")
+        argv += ["-serial", "mon:stdio", "-serial", f"file:{printer_file}"]
     return argv
 
 
@@ -106,12 +120,17 @@ class QemuBoot:
         timeout: float = DEFAULT_TIMEOUT,
         monitor: bool = False,
         vars_template: Path | None = None,
+        printer: Path | None = None,
+        touch: bool = False,
     ) -> None:
         self.image = Path(image)
         self.monitor = monitor
         # The firmware's variables to start from (e.g. `secureboot enroll`'s OVMF_VARS.fd);
         # default: Debian's, snakeoil-enrolled with Secure Boot, else empty.
         self.vars_template = vars_template
+        self.printer = printer
+        self.touch = touch  # a USB keyboard and touchscreen, driven through `qmp()`
+        self._qmp: Any = None
         self.usb = usb
         self.secure_boot = secure_boot
         self.memory_mib = memory_mib
@@ -129,6 +148,8 @@ class QemuBoot:
             secure_boot=self.secure_boot,
             memory_mib=self.memory_mib,
             monitor=self._workdir / "monitor.sock" if self.monitor else None,
+            printer=self.printer,
+            qmp=self._workdir / "qmp.sock" if self.touch else None,
         )
 
     def check(self) -> None:
@@ -224,8 +245,20 @@ class QemuBoot:
         self._child.expect(pexpect.EOF, timeout=timeout)
         return self.log()
 
+    def qmp(self) -> Qmp:
+        """QEMU's machine protocol (keys, touches, screendumps); needs `touch=True`."""
+        if not self.touch or self._workdir is None:
+            raise RuntimeError("QemuBoot.qmp() needs touch=True and a started QEMU")
+        if self._qmp is None:
+            self._qmp = Qmp(self._workdir / "qmp.sock")
+        result: Qmp = self._qmp
+        return result
+
     def close(self) -> None:
         """Kill QEMU (if running) and remove the temporary firmware variables."""
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
         if self._child is not None:
             self._child.close(force=True)
             self._child = None

@@ -29,11 +29,14 @@ from builder.core.errors import InputError, ValidationErrors, VerificationFailed
 from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
 from builder.core.text import text_problem
+from builder.station.belgian import BelgianRace, Names, read_languages, read_names, read_races
 from builder.trust.dsse import Envelope, new_envelope, parse_envelope
 from builder.trust.keys import PublicKey
 from builder.trust.signer import Signer
 
-FORMAT = 1
+FORMAT = 1  # generic races (`rules`)
+FORMAT_BELGIAN = 2  # Belgian ballots in Dutch, French and German (builder.station.belgian)
+FORMATS = (FORMAT, FORMAT_BELGIAN)
 PAYLOAD_KIND = "boothkey-election-data"
 PAYLOAD_TYPE = "application/vnd.boothkey.election+json"
 MAGIC = b"BKDATA01"
@@ -117,8 +120,11 @@ class ElectionDefinition:
     id: str
     name: str
     date: str | None
-    races: tuple[Race, ...]
+    races: tuple[Race, ...] | tuple[BelgianRace, ...]
     stations: tuple[Station, ...]
+    format: int = FORMAT
+    languages: tuple[str, ...] = ()  # format 2: the languages the booth offers, in order
+    names: Names | None = None  # format 2: the election's name per language
 
     def station(self, station_id: str) -> Station:
         for station in self.stations:
@@ -146,19 +152,36 @@ def load_election(path: Path | str, stations_file: Path | str | None = None) -> 
     top = reader.mapping(
         raw, "", {"format": False, "election": True, "races": True, "stations": False}
     )
-    if top.get("format", FORMAT) != FORMAT:
+    election_format = top.get("format", FORMAT)
+    if type(election_format) is not int or election_format not in FORMATS:
         reader.error(
-            "format", f"unsupported format {top.get('format')!r} (this tool reads {FORMAT})"
+            "format",
+            f"unsupported format {election_format!r} (this tool reads 1 and {FORMAT_BELGIAN})",
         )
+        election_format = FORMAT
+    belgian = election_format == FORMAT_BELGIAN
     info = reader.mapping(
-        top.get("election", {}), "election", {"id": True, "name": True, "date": False}
+        top.get("election", {}),
+        "election",
+        {"id": True, "name": True, "date": False, **({"languages": False} if belgian else {})},
     )
     election_id = reader.string(info.get("id"), "election.id", _ID_RE) if "id" in info else ""
-    election_name = _name(reader, info.get("name"), "election.name") if "name" in info else ""
+    languages: tuple[str, ...] = ()
+    names = None
+    if belgian:
+        languages = read_languages(reader, info.get("languages"), "election.languages")
+        names = read_names(reader, info.get("name"), "election.name", languages, False)
+        election_name = names.display()
+    else:
+        election_name = _name(reader, info.get("name"), "election.name") if "name" in info else ""
     date = None
     if "date" in info:
         date = reader.string(info["date"], "election.date", _DATE_RE)
-    races = _races(reader, top.get("races", []))
+    races: tuple[Race, ...] | tuple[BelgianRace, ...]
+    if belgian:
+        races = read_races(reader, top.get("races", []), languages)
+    else:
+        races = _races(reader, top.get("races", []))
     race_ids = [race.id for race in races]
     stations: tuple[Station, ...] = ()
     if "stations" in top:
@@ -167,7 +190,17 @@ def load_election(path: Path | str, stations_file: Path | str | None = None) -> 
         raise ValidationErrors(reader.problems)
     if stations_file is not None:
         stations = load_stations(stations_file, race_ids)
-    return ElectionDefinition(definition_path, election_id, election_name, date, races, stations)
+    return ElectionDefinition(
+        definition_path,
+        election_id,
+        election_name,
+        date,
+        races,
+        stations,
+        election_format,
+        languages,
+        names,
+    )
 
 
 def load_stations(path: Path | str, race_ids: Sequence[str]) -> tuple[Station, ...]:
@@ -363,11 +396,14 @@ def _rules(reader: FieldReader, raw: Any, where: str, written_out: bool = False)
 def station_payload(definition: ElectionDefinition, station: Station) -> dict[str, Any]:
     """The canonical form signed for one station: the election, the station, its races."""
     election: dict[str, Any] = {"id": definition.id, "name": definition.name}
+    if definition.names is not None:
+        election["name"] = definition.names.to_json()
+        election["languages"] = list(definition.languages)
     if definition.date is not None:
         election["date"] = definition.date
     races = [r for r in definition.races if not station.races or r.id in station.races]
     return {
-        "format": FORMAT,
+        "format": definition.format,
         "type": PAYLOAD_KIND,
         "election": election,
         "station": {"id": station.id, "name": station.name},
@@ -389,23 +425,36 @@ def payload_problems(payload: bytes, shown: str) -> list[str]:
         "",
         {"format": True, "type": True, "election": True, "station": True, "races": True},
     )
-    if "format" in top and (type(top["format"]) is not int or top["format"] != FORMAT):
-        reader.error("format", f"expected {FORMAT}")
+    payload_format = top.get("format")
+    if "format" in top and (type(payload_format) is not int or payload_format not in FORMATS):
+        reader.error("format", f"expected {FORMAT} or {FORMAT_BELGIAN}")
+    belgian = type(payload_format) is int and payload_format == FORMAT_BELGIAN
     if "type" in top and top["type"] != PAYLOAD_KIND:
         reader.error("type", f"expected {PAYLOAD_KIND!r}")
     info = reader.mapping(
-        top.get("election", {}), "election", {"id": True, "name": True, "date": False}
+        top.get("election", {}),
+        "election",
+        {"id": True, "name": True, "date": False, **({"languages": True} if belgian else {})},
     )
     station = reader.mapping(top.get("station", {}), "station", {"id": True, "name": True})
     for where, entry in (("election", info), ("station", station)):
         if "id" in entry:
             reader.string(entry["id"], f"{where}.id", _ID_RE)
-        if "name" in entry:
-            _name(reader, entry["name"], f"{where}.name")
+    if "name" in station:
+        _name(reader, station["name"], "station.name")
     if "date" in info:
         reader.string(info["date"], "election.date", _DATE_RE)
-    if "races" in top:
-        _races(reader, top["races"], written_out=True)
+    if belgian:
+        languages = read_languages(reader, info.get("languages", []), "election.languages")
+        if "name" in info:
+            read_names(reader, info["name"], "election.name", languages, True)
+        if "races" in top:
+            read_races(reader, top["races"], languages, written_out=True)
+    else:
+        if "name" in info:
+            _name(reader, info["name"], "election.name")
+        if "races" in top:
+            _races(reader, top["races"], written_out=True)
     return reader.problems
 
 

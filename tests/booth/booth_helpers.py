@@ -104,6 +104,17 @@ def example_envelope(
     return envelope_bytes(sign_payload(payload, [signing_key(name) for name in signers]))
 
 
+BELGIAN_EXAMPLE = REPO / "examples" / "election-be" / "election.yaml"
+
+
+def belgian_envelope(station: str = "0001") -> bytes:
+    """The Belgian example's (format 2) envelope for one station, signed by the test
+    authority."""
+    definition = load_election(BELGIAN_EXAMPLE)
+    payload = station_payload(definition, definition.station(station))
+    return envelope_bytes(sign_payload(payload, [signing_key()]))
+
+
 def example_payload(station: str = "0001") -> dict[str, Any]:
     """The example's payload for one station, as a plain (mutable) JSON object."""
     definition = example_definition()
@@ -162,6 +173,34 @@ def booth_python() -> str:
         if probe.returncode == 0:
             return system
     return sys.executable
+
+
+def printed_codes(picture: Path) -> list[str]:
+    """The QR codes zbarimg (Debian's zbar-tools) reads in a picture, in its order."""
+    result = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(picture)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.splitlines()
+
+
+def split_pbm(stream: bytes) -> list[bytes]:
+    """The P4 pictures in a printer's output, one after the other. Bytes before the
+    first picture are skipped: under QEMU the firmware (OVMF) writes its boot messages
+    to every serial port, the printer's too, before the booth starts."""
+    pictures = []
+    start = stream.find(b"P4\n")
+    stream = stream[start:] if start >= 0 else b""
+    while stream:
+        magic, size, rest = stream.split(b"\n", 2)
+        assert magic == b"P4", magic
+        width, height = (int(n) for n in size.split())
+        length = (width + 7) // 8 * height
+        pictures.append(b"%s\n%s\n%s" % (magic, size, rest[:length]))
+        stream = rest[length:]
+    return pictures
 
 
 @dataclass

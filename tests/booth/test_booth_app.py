@@ -19,6 +19,7 @@ from booth_helpers import (
     data_partition,
     example_envelope,
     example_payload,
+    printed_codes,
     reenvelope,
     sign_unchecked,
     spawn_booth,
@@ -88,9 +89,19 @@ def test_cast_a_vote_prints_ballot_and_code_then_returns_to_start(booth: BoothRu
     prefix, races = decode_ballot_code(code)
     assert races == [(1, 5), (2,)]
     assert prefix == election_fingerprint(_payload(example_envelope("0001"))).replace("-", "")[:8]
-    printed = booth.printer.read_text()
-    assert f"CODE: {code}" in printed
-    assert "  - Smit, Eva (independent)" in printed
+    assert printed_codes(booth.printer) == [code]
+    printout = booth_module("printout")
+    expected = printout.BallotPrint(
+        "BALLOT",
+        ("Gemeenteraadsverkiezingen 2030 (example)", "0001 Stadhuis"),
+        (
+            ("Gemeenteraad", ("Jansen, Anna (Partij A)", "Smit, Eva (independent)")),
+            ("Burgemeestersreferendum", ("Tegen",)),
+        ),
+        code,
+    )
+    font = booth_module("raster").load_font()
+    assert booth.printer.read_bytes() == printout.render(expected, font).pbm()
     child.sendline("")
     _ready(child)
 
@@ -109,7 +120,7 @@ def test_blank_vote_and_starting_over(booth: BoothRun) -> None:
     child.expect_exact("INVALID: type YES or NO")
     child.sendline("no")
     _ready(child)
-    assert booth.printer.read_text() == ""
+    assert booth.printer.read_bytes() == b""
 
 
 def test_keyboard_interrupts_do_not_stop_the_booth(booth: BoothRun) -> None:

@@ -32,42 +32,29 @@ CELL_WIDTH, CELL_HEIGHT = 8, 16
 LIGHT, DARK = 170, 0  # the console's grey on black
 
 
-def _longest_text(version: int, level: str) -> str:
-    text = f"BOOTHKEY/1 SOFTWARE {SOFTWARE} ELECTION {ELECTION} $%*+-./:0123456789" * 4
-    capacity = qr.data_capacity(version, level) * 8
-    while len(text) > 1 and 4 + 9 + 11 * (len(text) // 2) + 6 * (len(text) % 2) > capacity:
-        text = text[:-1]
-    return text
+def _segno_size(text: str, mode: str) -> int:
+    made = segno.make(text, error="M", mode=mode, boost_error=False, micro=False)
+    return len(made.matrix)
 
 
-@pytest.mark.parametrize("version", range(1, qr.MAX_VERSION + 1))
-@pytest.mark.parametrize("level", qr.LEVELS)
-def test_every_symbol_is_the_one_segno_makes(version: int, level: str) -> None:
-    for text in (_longest_text(version, level), "A"):
-        for mask in range(8):
-            theirs = segno.make(
-                text, version=version, error=level, mask=mask, mode="alphanumeric",
-                boost_error=False, micro=False,
-            )  # fmt: skip
-            ours = qr.encode(text, level, version=version, mask=mask)
-            assert ours == [[bool(module) for module in row] for row in theirs.matrix], (
-                f"version {version}-{level}, mask {mask}, {len(text)} characters"
-            )
+@pytest.mark.parametrize("length", [1, 20, 25, 47, 77, 114, 154, 195, 224, 279, 335, 395, 500, 970])
+def test_every_length_takes_the_version_segno_takes(length: int) -> None:
+    """The smallest version that holds the text at level M, as an independent encoder
+    chooses it (the symbols themselves are read back by zbarimg: test_printout.py)."""
+    text = (f"BOOTHKEY/1 SOFTWARE {SOFTWARE} ELECTION {ELECTION} $%*+-./:0123456789" * 20)[:length]
+    assert len(qr.encode(text)) == _segno_size(text, "alphanumeric"), f"{length} characters"
 
 
-def test_the_chosen_version_and_mask_are_segnos() -> None:
+def test_byte_mode_and_the_fingerprint_payloads_take_segnos_versions() -> None:
+    assert len(qr.encode("booth: Stemming")) == _segno_size("booth: Stemming", "byte")
     for election in (ELECTION, None):
         text = code_payload(SOFTWARE, election)
-        ours = qr.encode(text, "M")
-        theirs = segno.make(text, error="M", mode="alphanumeric", boost_error=False, micro=False)
-        assert ours == [[bool(module) for module in row] for row in theirs.matrix]
+        assert len(qr.encode(text)) == _segno_size(text, "alphanumeric")
 
 
-def test_text_outside_the_alphanumeric_set_or_too_long_is_refused() -> None:
-    with pytest.raises(ValueError, match="alphanumeric"):
-        qr.encode("booth")
-    with pytest.raises(ValueError, match="do not fit"):
-        qr.encode("A" * 200, "H")
+def test_too_long_is_refused() -> None:
+    with pytest.raises(ValueError, match="too long"):
+        qr.encode("A" * 971)
 
 
 def test_the_payload_is_the_builders() -> None:

@@ -50,6 +50,8 @@ FILES = (
     "demo.dsse.json",
     "election.payload.json",
     "election.dsse.json",
+    "election-be.payload.json",
+    "election-be.dsse.json",
 )
 
 
@@ -131,6 +133,8 @@ def generate(out: Path) -> list[Path]:
         PROJECT / "examples" / "election" / "stations.csv",
     )
     payload = station_payload(election, election.stations[0])
+    belgian = load_election(PROJECT / "examples" / "election-be" / "election.yaml")
+    belgian_payload = station_payload(belgian, belgian.stations[0])
     written = {
         "demo.lock.json": lock.to_bytes(),
         "demo.manifest.json": canonical_json(manifest) + b"\n",
@@ -140,6 +144,8 @@ def generate(out: Path) -> list[Path]:
         "demo.dsse.json": envelope.to_bytes(),
         "election.payload.json": pretty_json(payload),
         "election.dsse.json": envelope_bytes(sign_payload(payload, [authority])),
+        "election-be.payload.json": pretty_json(belgian_payload),
+        "election-be.dsse.json": envelope_bytes(sign_payload(belgian_payload, [authority])),
     }
     paths = []
     for name in FILES:

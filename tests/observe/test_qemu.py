@@ -47,6 +47,23 @@ def test_command_usb_and_secure_boot(tmp_path: Path) -> None:
     assert any(arg.endswith("file=" + str(tmp_path) + "/a,,b.img") for arg in argv)
 
 
+def test_command_with_a_printer_keeps_the_console_on_stdio(tmp_path: Path) -> None:
+    argv = qemu_command(
+        tmp_path / "a.img",
+        tmp_path / "vars.fd",
+        usb=False,
+        secure_boot=False,
+        memory_mib=512,
+        printer=tmp_path / "ballots,1.pbm",
+    )
+    serials = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-serial"]
+    assert serials == ["mon:stdio", f"file:{tmp_path}/ballots,,1.pbm"]
+    plain = qemu_command(
+        tmp_path / "a.img", tmp_path / "vars.fd", usb=False, secure_boot=False, memory_mib=512
+    )
+    assert "-serial" not in plain
+
+
 def test_missing_image_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no such image"), QemuBoot(tmp_path / "x.img", usb=False):
         pass

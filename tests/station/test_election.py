@@ -17,6 +17,7 @@ from builder.core.canonical import canonical_json
 from builder.core.errors import InputError, ValidationErrors, VerificationFailed
 from builder.station.election import (
     PAYLOAD_TYPE,
+    Race,
     envelope_bytes,
     load_election,
     load_stations,
@@ -71,12 +72,13 @@ def test_example_loads() -> None:
     assert [race.id for race in definition.races] == ["council", "mayor-list"]
     assert [station.id for station in definition.stations] == ["0001", "0002", "0003"]
     assert definition.station("0002").races == ("council",)
-    assert definition.races[0].choice_count() == 5
+    council = definition.races[0]
+    assert isinstance(council, Race) and council.choice_count() == 5
 
 
 def test_every_problem_is_reported_with_its_path(tmp_path: Path) -> None:
     raw = json.loads(json.dumps(MINIMAL))
-    raw["format"] = 2
+    raw["format"] = 3
     raw["election"]["id"] = "bad id!"
     raw["election"]["colour"] = "red"
     race = raw["races"][0]
@@ -87,7 +89,7 @@ def test_every_problem_is_reported_with_its_path(tmp_path: Path) -> None:
     raw["stations"].append({"id": "s1", "name": "Twice", "races": ["nope"]})
     problems = "\n".join(_problems(tmp_path, raw))
     for expected in (
-        "election.yaml: format: unsupported format 2",
+        "election.yaml: format: unsupported format 3",
         "election.id: invalid value 'bad id!'",
         "election.colour: unknown key",
         "races[0].rules.choose: 'party' is not one of: list, candidate",

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 
 from .app import BoothConfig, Console, run_booth
+from .raster import FONT
 
 
 def parse_args(argv: list[str]) -> BoothConfig:
@@ -25,9 +27,16 @@ def parse_args(argv: list[str]) -> BoothConfig:
         "--key-list",
         default=env.get("BOOTH_KEY_LIST", "/usr/share/booth/authority-keys.json"),
     )
-    parser.add_argument("--printer", default=env.get("BOOTH_PRINTER", "/dev/usb/lp0"))
+    parser.add_argument("--printer", default=env.get("BOOTH_PRINTER", "/dev/ttyS1"))
     parser.add_argument(
         "--title-file", default=env.get("BOOTH_TITLE_FILE", "/usr/share/booth/title.txt")
+    )
+    parser.add_argument("--font", default=env.get("BOOTH_FONT", str(FONT)))
+    parser.add_argument(
+        "--screen",
+        choices=("auto", "text"),
+        default=env.get("BOOTH_SCREEN", "auto"),
+        help="auto: the graphical booth on a virtual console with a framebuffer",
     )
     args = parser.parse_args(argv)
     return BoothConfig(
@@ -37,7 +46,18 @@ def parse_args(argv: list[str]) -> BoothConfig:
         key_list=Path(args.key_list) if args.key_list else None,
         printer=Path(args.printer) if args.printer else None,
         title_file=Path(args.title_file) if args.title_file else None,
+        font=Path(args.font),
+        graphical=args.screen == "auto" and on_framebuffer_console(),
     )
+
+
+def on_framebuffer_console() -> bool:
+    """Whether stdin is a virtual console (tty1...) and /dev/fb0 exists."""
+    try:
+        terminal = os.ttyname(0)
+    except OSError:
+        return False
+    return re.fullmatch(r"/dev/tty[0-9]+", terminal) is not None and os.path.exists("/dev/fb0")
 
 
 def main(argv: list[str]) -> int:

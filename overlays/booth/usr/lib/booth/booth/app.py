@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from . import belgian
 from .ballot import InvalidChoice, RaceVote, ballot_code, ballot_text, parse_answer
+from .belgian_console import collect_belgian_votes, vote_labels
 from .datapart import (
     DataRefused,
     check_envelope,
@@ -20,7 +22,7 @@ from .datapart import (
     load_trusted_keys,
     read_partition,
 )
-from .election import Election, parse_payload
+from .election import Election, Race, parse_payload
 from .fingerprint import (
     election_digest,
     election_fingerprint,
@@ -28,6 +30,9 @@ from .fingerprint import (
     software_fingerprint,
 )
 from .fingerprint_code import fingerprint_code
+from .i18n import say
+from .printout import BallotPrint, render, send_to_printer
+from .raster import FONT, FontError, load_font
 
 # Home, clear the screen, and clear the scrollback where a terminal keeps one.
 CLEAR_SCREEN = "\033[H\033[2J\033[3J"
@@ -42,6 +47,8 @@ class BoothConfig:
     key_list: Path | None
     printer: Path | None
     title_file: Path | None = None  # rendered from the recipe variable booth_title
+    font: Path = FONT  # the printed ballot's font
+    graphical: bool = False  # the framebuffer booth for format 2 (booth.gui_app)
 
     def title(self) -> str:
         """The recipe's title for this booth (printable characters only), or ""."""
@@ -118,21 +125,81 @@ def run_booth(config: BoothConfig, console: Console) -> int:
     except DataRefused as refused:
         show_fingerprints(console, software, None, title)
         return refuse(console, refused.message, refused.reason)
+    if config.graphical and opened.election.format == 2:
+        try:
+            from .gui_app import run_graphical
+
+            return run_graphical(config, opened, software, title)
+        except (OSError, FontError) as exc:
+            console.say(f"BOOTH: no graphical screen ({exc}); the text booth runs instead")
     while True:
         console.clear()
         show_fingerprints(console, software, opened, title)
         answer = console.ask("READY: press Enter to start voting\n")
         if answer is None:
             return 0
-        votes = collect_votes(opened.election, console)
-        if votes is None:
+        served = serve_voter(opened, config, console)
+        if served is None:
             return 0
-        if not votes:
-            continue
-        code = ballot_code(opened.fingerprint, votes)
-        cast(console, ballot_text(opened.election, votes, code), config.printer)
-        if console.ask("Press Enter for the next voter.\n") is None:
+        if served and console.ask("Press Enter for the next voter.\n") is None:
             return 0
+
+
+def serve_voter(opened: OpenElection, config: BoothConfig, console: Console) -> bool | None:
+    """One voter: True once a ballot is cast, False if the voter started over, None at
+    the end of input."""
+    if opened.election.format == 2:
+        return serve_belgian_voter(opened, config, console)
+    votes = collect_votes(opened.election, console)
+    if votes is None:
+        return None
+    if not votes:
+        return False
+    code = ballot_code(opened.fingerprint, votes)
+    election = opened.election
+    printed = BallotPrint(
+        "BALLOT",
+        (election.election_name, f"{election.station_id} {election.station_name}"),
+        tuple((vote.race.name, tuple(vote.labels())) for vote in votes),
+        code,
+    )
+    cast(console, ballot_text(election, votes, code), config, printed)
+    return True
+
+
+def serve_belgian_voter(opened: OpenElection, config: BoothConfig, console: Console) -> bool | None:
+    collected = collect_belgian_votes(opened.election, console)
+    if collected is None:
+        return None
+    language, votes = collected
+    if not votes:
+        return False
+    code = belgian.ballot_code(opened.fingerprint, votes)
+    election = opened.election
+    printed = BallotPrint(
+        say(language, "ballot"),
+        (election.name_in(language), f"{election.station_id} {election.station_name}"),
+        tuple((vote.race.names[language], tuple(vote_labels(vote, language))) for vote in votes),
+        code,
+    )
+    cast(console, belgian_ballot_text(election, language, votes, code), config, printed)
+    return True
+
+
+def belgian_ballot_text(
+    election: Election, language: str, votes: list[belgian.Vote], code: str
+) -> str:
+    """The ballot in words, in the voter's language, ending with its code."""
+    lines = [
+        "----- BALLOT -----",
+        election.name_in(language),
+        f"{election.station_id} {election.station_name}",
+    ]
+    for vote in votes:
+        lines.append(f"{vote.race.names[language]}:")
+        lines.extend(f"  - {label}" for label in vote_labels(vote, language))
+    lines += [f"CODE: {code}", "----- END BALLOT -----"]
+    return "\n".join(lines) + "\n"
 
 
 def show_fingerprints(
@@ -164,8 +231,9 @@ def refuse(console: Console, message: str, reason: str = "unverified") -> int:
 def collect_votes(election: Election, console: Console) -> list[RaceVote] | None:
     """The voter's confirmed choices; [] if the voter started over; None at end of input."""
     votes: list[RaceVote] = []
-    total = len(election.races)
-    for index, race in enumerate(election.races, start=1):
+    races = [race for race in election.races if isinstance(race, Race)]
+    total = len(races)
+    for index, race in enumerate(races, start=1):
         console.clear()
         console.say(f"RACE {index}/{total}: {race.name}")
         hint = " Separate the numbers with spaces." if race.maximum > 1 else ""
@@ -198,17 +266,16 @@ def collect_votes(election: Election, console: Console) -> list[RaceVote] | None
         console.say("INVALID: type YES or NO")
 
 
-def cast(console: Console, text: str, printer: Path | None) -> None:
+def cast(console: Console, text: str, config: BoothConfig, printed: BallotPrint) -> None:
+    """Show the ballot, print it (a PBM picture, `booth.printout`) if there is a printer."""
     console.say(text)
+    printer = config.printer
     if printer is not None and printer.exists():
         try:
-            _write_printer(printer, text)
+            send_to_printer(printer, render(printed, load_font(config.font)).pbm())
             console.say("PRINTER: ballot printed")
+        except FontError as exc:
+            console.say(f"PRINTER: ERROR {exc}: call a poll worker")
         except OSError as exc:
             console.say(f"PRINTER: ERROR {exc.strerror}: call a poll worker")
     console.say("BALLOT CAST. Thank you.")
-
-
-def _write_printer(printer: Path, text: str) -> None:
-    with open(printer, "wb") as device:
-        device.write(text.encode("utf-8") + b"\f")

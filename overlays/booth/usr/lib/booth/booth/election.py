@@ -15,11 +15,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import belgian
 from .datapart import DataRefused
-from .text import text_problem
+from .fields import Unusable as _Unusable
+from .fields import fields as _fields
+from .fields import identifier as _identifier
+from .fields import items as _items
+from .fields import text as _text
 
 PAYLOAD_KIND = "boothkey-election-data"
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_COUNT = 1000  # the most lists or candidates a rule may ask for
 
@@ -63,43 +67,14 @@ class Election:
     election_date: str
     station_id: str
     station_name: str
-    races: tuple[Race, ...]
+    races: tuple[Race, ...] | tuple[belgian.BelgianRace, ...]
+    format: int = 1
+    languages: tuple[str, ...] = ()  # format 2: the languages offered, in order
+    names: dict[str, str] | None = None  # format 2: the election's name by language
 
-
-class _Unusable(ValueError):
-    """A problem with the payload, named by its place in it and never by its text."""
-
-
-def _fields(value: Any, where: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> Any:
-    if not isinstance(value, dict):
-        raise _Unusable(f"{where or 'the payload'} is not an object")
-    missing = [key for key in keys if key not in value]
-    if missing:
-        raise _Unusable(f"{where or 'the payload'} lacks {', '.join(missing)}")
-    if any(key not in keys and key not in optional for key in value):
-        raise _Unusable(f"{where or 'the payload'} has fields this booth does not know")
-    return value
-
-
-def _items(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _Unusable(f"{where} is not a list")
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _Unusable(f"{where} is not text")
-    problem = text_problem(value)
-    if problem is not None:
-        raise _Unusable(f"{where} {problem}")
-    return value
-
-
-def _identifier(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise _Unusable(f"{where} is not a valid id")
-    return value
+    def name_in(self, language: str) -> str:
+        """The election's name in `language` (format 1: its only name)."""
+        return self.names[language] if self.names else self.election_name
 
 
 def _count(value: Any, where: str) -> int:
@@ -162,12 +137,12 @@ def _race(value: Any, where: str) -> Race:
 
 def _election(raw: Any) -> Election:
     top = _fields(raw, "", ("format", "type", "election", "station", "races"))
-    if top["type"] != PAYLOAD_KIND or type(top["format"]) is not int or top["format"] != 1:
-        raise _Unusable("not boothkey election data format 1")
+    if top["type"] != PAYLOAD_KIND or type(top["format"]) is not int or top["format"] not in (1, 2):
+        raise _Unusable("not boothkey election data of format 1 or 2")
+    if top["format"] == 2:
+        return _belgian_election(top)
     info = _fields(top["election"], "election", ("id", "name"), optional=("date",))
-    date = info.get("date", "")
-    if "date" in info and (not isinstance(date, str) or not _DATE_RE.fullmatch(date)):
-        raise _Unusable("election.date is not a date (YYYY-MM-DD)")
+    date = _date(info)
     election_id = _identifier(info["id"], "election.id")
     election_name = _text(info["name"], "election.name")
     station = _fields(top["station"], "station", ("id", "name"))
@@ -179,6 +154,35 @@ def _election(raw: Any) -> Election:
     if not races:
         raise _Unusable("there are no races")
     return Election(election_id, election_name, date, station_id, station_name, races)
+
+
+def _belgian_election(top: Any) -> Election:
+    """Format 2: Belgian races, names per language (`booth.belgian`)."""
+    info = _fields(top["election"], "election", ("id", "name", "languages"), optional=("date",))
+    date = _date(info)
+    election_id = _identifier(info["id"], "election.id")
+    languages = belgian.languages_of(info["languages"])
+    names = belgian.names_of(info["name"], "election.name", languages)
+    station = _fields(top["station"], "station", ("id", "name"))
+    station_id = _identifier(station["id"], "station.id")
+    station_name = _text(station["name"], "station.name")
+    races = tuple(
+        belgian.parse_race(race, f"races[{index}]", languages)
+        for index, race in enumerate(_items(top["races"], "races"))
+    )
+    if not races:
+        raise _Unusable("there are no races")
+    if len({race.id for race in races}) != len(races):
+        raise _Unusable("two races have the same id")
+    first = names[languages[0]]
+    return Election(election_id, first, date, station_id, station_name, races, 2, languages, names)
+
+
+def _date(info: Any) -> str:
+    date = info.get("date", "")
+    if "date" in info and (not isinstance(date, str) or not _DATE_RE.fullmatch(date)):
+        raise _Unusable("election.date is not a date (YYYY-MM-DD)")
+    return str(date)
 
 
 def parse_payload(payload: bytes) -> Election:

@@ -33,7 +33,7 @@ def fingerprint_payload(software: str, election: str | None) -> str:
 
 def half_block_lines(payload: str) -> list[str]:
     """`payload`'s QR code as lines of half-block characters, quiet zone included."""
-    matrix = encode(payload, "M")
+    matrix = encode(payload)
     width = len(matrix) + 2 * QUIET_ZONE
     light_rows = [[True] * width for _ in range(QUIET_ZONE)]
     light_rows += [
