@@ -18,13 +18,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from log_factory import ORIGIN, cosigned_bundle, fixed_key, witness_vkey
 
 from builder.build.manifest import read_manifest
 from builder.core.canonical import canonical_json
 from builder.observe.qemu import QemuBoot
+from builder.release.log import append, init_log, make_checkpoint
 from builder.station.election import envelope_bytes, sign_payload, station_payload
 from builder.station.fingerprint import election_fingerprint, software_fingerprint
 from builder.station.stations import make_stations, open_software_image
+from builder.transparency.note import note_key_of
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (
@@ -37,15 +40,24 @@ from booth_helpers import (
 
 PROJECT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 400.0
+WITNESSES = ["witness-alice", "witness-bob", "witness-carol"]
 
 
 def trusting_project(project: Path) -> Path:
     """A scratch project in `project`: recipes/booth.yaml with the test authority key in
-    `authority_keys`, its lock, and a copy of overlays/booth. Returns the recipe."""
+    `authority_keys` and the test release log (its key, three witnesses, two needed, the
+    recipe's missing_proof: refuse) in `release_log`, its lock, and a copy of
+    overlays/booth. Returns the recipe."""
     (project / "recipes").mkdir(parents=True)
     recipe = yaml.safe_load((PROJECT / "recipes" / "booth.yaml").read_text())
     variables = dict(recipe.get("variables") or {})
     variables["authority_keys"] = [json.loads((KEYS / "test-authority.pub.json").read_text())]
+    variables["release_log"] = {
+        **variables["release_log"],
+        "key": note_key_of(fixed_key("authority"), ORIGIN).vkey(),
+        "witnesses": [witness_vkey(name) for name in WITNESSES],
+        "threshold": 2,
+    }
     recipe["variables"] = variables
     (project / "recipes" / "booth.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     shutil.copy(PROJECT / "recipes" / "booth.lock.json", project / "recipes")
@@ -95,7 +107,19 @@ def test_trusting_image(
     return out / "booth.img", out / "booth.manifest.json"
 
 
-def _station_image(image: Path, manifest: Path, out: Path, station: str = "0001") -> Path:
+def _log_proof(manifest: Path, folder: Path) -> bytes:
+    """The proof bundle of `manifest`'s release in a test log,
+    cosigned by two of the three witnesses the test image trusts."""
+    log = folder / "log"
+    init_log(log, fixed_key("authority"), ORIGIN)
+    index, _ = append(log, manifest)
+    make_checkpoint(log, fixed_key("authority"))
+    return cosigned_bundle(log, index, WITNESSES[1:]).to_bytes()
+
+
+def _station_image(
+    image: Path, manifest: Path, out: Path, station: str = "0001", log_proof: bytes | None = None
+) -> Path:
     definition = example_definition()
     results = make_stations(
         definition,
@@ -104,6 +128,7 @@ def _station_image(image: Path, manifest: Path, out: Path, station: str = "0001"
         out,
         data_size=None,
         software=open_software_image(image, manifest),
+        log_proof=log_proof,
     )
     assert results[0].image is not None
     return results[0].image
@@ -154,12 +179,16 @@ def test_vote_over_usb_on_a_station_image(
     test_trusting_image: tuple[Path, Path], tmp_path: Path
 ) -> None:
     image, manifest = test_trusting_image
-    station = _station_image(image, manifest, tmp_path)
+    proof = _log_proof(manifest, tmp_path)
+    station = _station_image(image, manifest, tmp_path, log_proof=proof)
     definition = example_definition()
     payload = canonical_json(station_payload(definition, definition.station("0001")))
     expected_election = election_fingerprint(payload)
     with QemuBoot(station, usb=True) as boot:
         _expect_fingerprints(boot, manifest)
+        boot.expect(
+            "RELEASE LOG: published in the release log at index 0, cosigned by 2 of 3 witnesses"
+        )
         boot.expect(r"ELECTION FINGERPRINT: \S+\s")
         assert _last(boot, r"ELECTION FINGERPRINT: (\S+)") == expected_election
         boot.expect("READY: press Enter")
@@ -200,3 +229,19 @@ def test_altered_station_data_is_refused(
     with QemuBoot(station, usb=False) as boot:
         _expect_fingerprints(boot, manifest)
         boot.expect(r"REFUSED: [^\r\n]*\[altered\]")
+
+
+@pytest.mark.slow
+def test_a_station_without_a_release_log_proof_cannot_start_voting(
+    test_trusting_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The booth recipe's missing_proof: refuse: good election data, no proof on the key."""
+    image, manifest = test_trusting_image
+    station = _station_image(image, manifest, tmp_path)
+    with QemuBoot(station, usb=False) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect("RELEASE LOG: NOT VERIFIED: this key carries no release log proof")
+        boot.expect(r"ELECTION FINGERPRINT: \S+\s")
+        boot.expect(r"REFUSED: this key carries no release log proof \[no-proof\]")
+        boot.expect("The vote cannot be opened. Call a poll worker.")
+        assert "READY" not in boot.log()
