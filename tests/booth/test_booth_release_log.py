@@ -238,12 +238,17 @@ def test_a_witness_key_given_as_log_key_is_refused(tmp_path: Path) -> None:
     assert "not an Ed25519 key of type 0x01" in status.refusal.message
 
 
-def test_no_log_key_refuses_even_in_warn_mode(tmp_path: Path, log: Path) -> None:
-    """The booth recipe's default settings: refuse, and no key until the authority adds it."""
+@pytest.mark.parametrize("with_proof", [True, False])
+def test_no_log_key_refuses_even_in_warn_mode(tmp_path: Path, log: Path, with_proof: bool) -> None:
+    """The booth recipe's default settings (no key until the authority adds it) refuse,
+    with or without a proof on the key, whatever missing_proof says."""
     bundle = cosigned_bundle(log, 1, WITNESSES)
-    status = check(tmp_path, bundle, root_of(bundle), key="", witnesses=[], threshold=0)
+    proof = bundle if with_proof else None
+    status = check(tmp_path, proof, root_of(bundle), key="", witnesses=[], threshold=0, mode="warn")
     assert status.refusal.reason == "log-settings"
-    assert status.refusal.message == "this software holds no release log key"
+    assert status.refusal.message == (
+        "this software holds no release log key (release_log.key in its recipe)"
+    )
 
 
 def test_the_booth_shows_the_line_and_refuses_to_start_voting(tmp_path: Path) -> None:
@@ -295,9 +300,20 @@ def test_the_overlay_renders_the_recipe_settings_for_the_booth(
     tree = tmp_path / "tree"
     tree.mkdir()
     apply_overlay(BOOTH_LIB.parents[2], tree, variables)
-    rendered = release_log.load_settings(tree / "usr/share/booth/release-log.json")
+    path = tree / "usr/share/booth/release-log.json"
     if not recipe_settings:
-        assert rendered is None
+        assert release_log.load_settings(path) is None
         return
-    assert rendered.refuse and rendered.log_key is None
+    with pytest.raises(datapart.DataRefused, match="holds no release log key"):
+        release_log.load_settings(path)
+    raw = json.loads(path.read_text())
+    assert raw["release_log"]["missing_proof"] == "refuse"
+    raw["release_log"].update(
+        key=note_key_of(fixed_key("authority"), ORIGIN).vkey(),
+        witnesses=[witness_vkey(name) for name in WITNESSES],
+        threshold=2,
+    )
+    path.write_text(json.dumps(raw))
+    rendered = release_log.load_settings(path)
+    assert rendered.refuse and rendered.log_key.name == ORIGIN and rendered.threshold == 2
     assert (rendered.name, rendered.version) == ("booth", recipe["version"])

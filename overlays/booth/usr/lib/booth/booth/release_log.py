@@ -79,7 +79,7 @@ class LogSettings:
 
     name: str  # this image's recipe name and version
     version: str
-    log_key: NoteKey | None
+    log_key: NoteKey
     witnesses: tuple[NoteKey, ...]
     threshold: int
     refuse: bool
@@ -153,7 +153,12 @@ def load_settings(path: Path) -> LogSettings | None:
     if mode not in MODES:
         raise _settings_error(f"release_log.missing_proof: {mode!r} is not refuse or warn")
     key_text = log.get("key")
-    log_key = parse_vkey(key_text, SIG_ED25519, "release_log.key") if key_text else None
+    if not key_text:
+        raise DataRefused(
+            "log-settings",
+            "this software holds no release log key (release_log.key in its recipe)",
+        )
+    log_key = parse_vkey(key_text, SIG_ED25519, "release_log.key")
     listed = log.get("witnesses", [])
     if not isinstance(listed, list):
         raise _settings_error("release_log.witnesses is not a list of verifier keys")
@@ -164,7 +169,7 @@ def load_settings(path: Path) -> LogSettings | None:
     threshold = log.get("threshold", len(witnesses))
     if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
         raise _settings_error("release_log.threshold is not a number of witnesses")
-    if log_key is not None and threshold < 1:
+    if threshold < 1:
         raise _settings_error("release_log.threshold: at least one witness must be required")
     if threshold > len(witnesses):
         raise _settings_error(
@@ -312,8 +317,6 @@ def _cosigned(text: str, signature: bytes, witness: NoteKey) -> bool:
 def verify_bundle(data: bytes, settings: LogSettings, root_hash: str) -> Published:
     """Every check of the module docstring, or `DataRefused` saying which one failed."""
     log_key = settings.log_key
-    if log_key is None:
-        raise DataRefused("log-settings", "this software holds no release log key")
     bundle = parse_bundle(data)
     mine = [
         sig
