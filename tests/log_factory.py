@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from manifest_factory import manifest, verity
 
-from builder.release.log import append, init_log, make_checkpoint
+from builder.release.log import append, init_log, make_checkpoint, prove
+from builder.transparency.cosignature import cosign
+from builder.transparency.note import SIG_COSIGNATURE, note_key_of
+from builder.transparency.proof import ProofBundle
 from builder.trust.keys import SigningKey
 
 ORIGIN = "example.org/election-2030/log"
@@ -50,3 +55,19 @@ def make_log(directory: Path, releases: int, log_key: SigningKey | None = None) 
         append(directory, fake_manifest(manifests, "booth", f"2030.{number}"))
     make_checkpoint(directory, key)
     return directory
+
+
+def witness_vkey(name: str) -> str:
+    """The verifier key of test witness `name` (key `fixed_key(name)`), as it publishes it."""
+    return note_key_of(fixed_key(name), name, SIG_COSIGNATURE).vkey()
+
+
+def cosigned_bundle(
+    directory: Path, index: int, witnesses: Sequence[str], timestamp: int = 1767225600
+) -> ProofBundle:
+    """The proof bundle of entry `index` of the log at `directory`, its checkpoint
+    cosigned by each named test witness."""
+    bundle = prove(directory, index)
+    note = bundle.checkpoint
+    lines = [cosign(note.text, name, fixed_key(name), timestamp) for name in witnesses]
+    return replace(bundle, checkpoint=note.with_signatures(lines))

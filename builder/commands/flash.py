@@ -38,6 +38,13 @@ def add_parser(subparsers: Any) -> None:
         help="write even to targets that look unsafe (mounted, system disk, read-only, small)",
     )
     parser.add_argument(
+        "--log-proof",
+        type=Path,
+        metavar="FILE",
+        help="also write this release log proof bundle (build.py log prove) into every "
+        "key's proof slot, where verify and the booth find it",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=0, help="targets written at once (default: all)"
     )
     parser.set_defaults(run=run)
@@ -51,4 +58,5 @@ def run(args: argparse.Namespace) -> int:
         verify=args.verify,
         force=args.force,
         jobs=args.jobs,
+        log_proof=args.log_proof,
     )

@@ -9,7 +9,9 @@ What a caller may rely on:
   differs) is reported as such; the others carry on.
 - The read-back covers exactly `expected.size` bytes and is compared with the
   manifest's sha256, not with the image file, so an image that changed while
-  it was being written is caught too.
+  it was being written is caught too. With a `Patch` (the release log's proof
+  slot, written over the image's zeros), it is compared with the sha256 of the
+  manifest's image with the patch, which `check_image` computes in the same pass.
 - Memory is bounded: each worker holds one `BLOCK_SIZE` buffer.
 
 How the read-back reaches the medium: block devices are written and read with
@@ -31,7 +33,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -49,16 +51,39 @@ Status = Literal["OK", "FAILED", "WRITE_ERROR", "WRITTEN"]
 
 
 @dataclass(frozen=True)
+class Patch:
+    """Bytes every target gets at `offset` instead of the image's own."""
+
+    offset: int
+    data: bytes
+
+    def apply(self, view: memoryview, offset: int) -> None:
+        """Write the part of the patch that falls in `view` (image bytes from `offset`)."""
+        start = max(self.offset, offset)
+        end = min(self.offset + len(self.data), offset + len(view))
+        if start < end:
+            view[start - offset : end - offset] = self.data[start - self.offset : end - self.offset]
+
+
+@dataclass(frozen=True)
 class ImageFacts:
-    """What the manifest promises about the image: length, digest, partition layout."""
+    """What the manifest promises about the image: length, digest, partition layout;
+    and what goes on the targets: the image, with `patch` written over it if given."""
 
     size: int
     sha256: str
     partitions: tuple[PartitionInfo, ...] = ()
+    patch: Patch | None = None
+    written_sha256: str = ""  # of the image with `patch`, as `check_image` computed it
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest) -> ImageFacts:
-        return cls(manifest.image.size, manifest.image.sha256, manifest.partitions)
+    def from_manifest(cls, manifest: Manifest, patch: Patch | None = None) -> ImageFacts:
+        return cls(manifest.image.size, manifest.image.sha256, manifest.partitions, patch)
+
+    @property
+    def target_sha256(self) -> str:
+        """The sha256 every target must read back."""
+        return self.written_sha256 or self.sha256
 
 
 @dataclass(frozen=True)
@@ -96,8 +121,9 @@ class Cancelled(Exception):
     """The user interrupted the flash; workers stop at the next block."""
 
 
-def check_image(image: Path, expected: ImageFacts) -> None:
-    """Raise `InputError` unless `image` has exactly the manifest's size and sha256."""
+def check_image(image: Path, expected: ImageFacts) -> ImageFacts:
+    """Raise `InputError` unless `image` has exactly the manifest's size and sha256;
+    the facts to write with (`written_sha256` filled in when there is a patch)."""
     try:
         size = image.stat().st_size
     except OSError as exc:
@@ -107,12 +133,34 @@ def check_image(image: Path, expected: ImageFacts) -> None:
             f"{image}: {size} bytes, but the manifest says image.size is {expected.size}; "
             "refusing to write an image that is not the one the manifest describes"
         )
-    actual = sha256_file(image)
+    patch = expected.patch
+    if patch is not None and not 0 <= patch.offset <= patch.offset + len(patch.data) <= size:
+        raise ValueError(f"a patch at byte {patch.offset} does not fit the image")
+    actual, written = _digests(image, patch)
     if actual != expected.sha256:
         raise InputError(
             f"{image}: sha256 {actual} does not match the manifest's image.sha256 "
             f"{expected.sha256}; refusing to write it"
         )
+    return replace(expected, written_sha256=written if patch is not None else "")
+
+
+def _digests(image: Path, patch: Patch | None) -> tuple[str, str]:
+    """sha256 of the image file, and of the image with `patch` written over it."""
+    if patch is None:
+        actual = sha256_file(image)
+        return actual, actual
+    plain, patched = hashlib.sha256(), hashlib.sha256()
+    buffer = bytearray(BLOCK_SIZE)
+    view = memoryview(buffer)
+    offset = 0
+    with open(image, "rb", buffering=0) as source:
+        while got := source.readinto(view):
+            plain.update(view[:got])
+            patch.apply(view[:got], offset)
+            patched.update(view[:got])
+            offset += got
+    return plain.hexdigest(), patched.hexdigest()
 
 
 def flash_targets(
@@ -242,6 +290,8 @@ class _Job:
                     raise Cancelled
                 want = min(BLOCK_SIZE, size - offset)
                 _read_exactly(source, view[:want], self.image)
+                if self.expected.patch is not None:
+                    self.expected.patch.apply(view[:want], offset)
                 if direct and want % DIRECT_ALIGNMENT:
                     direct = _set_direct(fd, False)
                 direct = _write_all(fd, view[:want], offset, direct)
@@ -281,14 +331,19 @@ class _Job:
             offset += got
             self._report(target, "verifying", offset)
         actual = digest.hexdigest()
-        if actual == self.expected.sha256:
+        wanted = self.expected.target_sha256
+        if actual == wanted:
             return DeviceResult(target.path, "OK", "", actual)
         where = self._first_difference(fd, buffer)
+        expected = (
+            f"the {wanted} expected (the manifest's image with the proof slot written)"
+            if self.expected.patch is not None
+            else f"the manifest's {wanted}"
+        )
         return DeviceResult(
             target.path,
             "FAILED",
-            f"read-back sha256 {actual} differs from the manifest's {self.expected.sha256}"
-            + (f"; {where}" if where else ""),
+            f"read-back sha256 {actual} differs from {expected}" + (f"; {where}" if where else ""),
             actual,
         )
 
@@ -302,6 +357,8 @@ class _Job:
             while offset < self.expected.size:
                 want = min(half, self.expected.size - offset)
                 got = source.readinto(view[:want]) or 0
+                if self.expected.patch is not None:
+                    self.expected.patch.apply(view[:got], offset)
                 if os.preadv(fd, [view[half : half + got]], offset) != got:
                     return ""
                 if view[:got] != view[half : half + got]:

@@ -7,6 +7,12 @@ target refuses the whole run, unless `--force`. Then all targets are written
 in parallel and, unless `--no-verify`, read back over exactly the image's
 length and compared with the manifest's sha256.
 
+With `--log-proof FILE` (a release log proof bundle of this very release: its entry
+names the manifest's sha256 and the image's), every target also gets the bundle in
+the proof slot at the end of its booth-data partition, where `verify` and the booth
+find it, and the read-back covers it. The bundle is checked to be about this
+release, not verified (no keys are needed to flash): `verify` does that.
+
 Exit status: 0 every target OK; 3 a target read back wrong (or failed while
 being read back); 1 a target could not be written; 2 bad input or a refusal
 (nothing was written).
@@ -22,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from builder.build.manifest import read_manifest
+from builder.build.manifest import DATA_PARTITION, Manifest, read_manifest
+from builder.core.canonical import sha256_bytes
 from builder.core.errors import (
     EXIT_BUILD_FAILED,
     EXIT_OK,
@@ -31,7 +38,16 @@ from builder.core.errors import (
     ValidationErrors,
 )
 from builder.station.devices import HostView, Target, inspect_target, refusal_reasons
-from builder.station.flash import DeviceResult, FlashHooks, ImageFacts, check_image, flash_targets
+from builder.station.flash import (
+    DeviceResult,
+    FlashHooks,
+    ImageFacts,
+    Patch,
+    check_image,
+    flash_targets,
+)
+from builder.transparency.entries import RELEASE, parse_entry
+from builder.transparency.proof import PROOF_SLOT_SIZE, parse_bundle, proof_slot
 
 _REDRAW_SECONDS = 0.2
 _MEASURED_PHASES = ("writing", "verifying")
@@ -57,6 +73,7 @@ def write_keys(
     out: TextIO | None = None,
     err: TextIO | None = None,
     progress_mode: str | None = None,
+    log_proof: Path | None = None,
 ) -> int:
     """Check, write and read back every target, reporting to `out`/`err`; returns the
     exit status (see the module docstring)."""
@@ -67,12 +84,18 @@ def write_keys(
     manifest_path = manifest_path or default_manifest(image)
     if not manifest_path.exists():
         raise InputError(f"{manifest_path}: no such manifest (pass --manifest)")
-    facts = ImageFacts.from_manifest(read_manifest(manifest_path))
+    manifest = read_manifest(manifest_path)
+    patch = proof_patch(log_proof, manifest, manifest_path) if log_proof is not None else None
+    facts = ImageFacts.from_manifest(manifest, patch)
     host = host or HostView.current()
     targets, problems = _inspect_all(image, manifest_path, target_paths, host)
     _refuse_unsafe(targets, problems, facts.size, host, force, err)
     _say(err, f"checking {image} against {manifest_path} ...")
-    check_image(image, facts)
+    facts = check_image(image, facts)
+    if patch is not None:
+        _say(
+            err, f"{log_proof}: written into the proof slot at byte {patch.offset} of every target"
+        )
     for target in targets:
         what = target.description or ("new file" if target.size is None else "file")
         _say(err, f"{target.path}: {target.kind}, {what}")
@@ -88,6 +111,36 @@ def write_keys(
             hooks=hooks,
         )
     return _report(results, out)
+
+
+def proof_patch(bundle_path: Path, manifest: Manifest, manifest_path: Path) -> Patch:
+    """The proof slot holding `bundle_path`, where the manifest's booth-data partition ends;
+    `InputError` unless the bundle is one whose entry is this release."""
+    try:
+        data = bundle_path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{bundle_path}: cannot read the proof bundle: {exc.strerror}") from exc
+    bundle = parse_bundle(data, str(bundle_path))
+    entry = parse_entry(bundle.entry, f"{bundle_path}: entry")
+    image = entry.get("image")
+    if (
+        entry.get("kind") != RELEASE
+        or entry.get("manifest_sha256") != sha256_bytes(manifest_path.read_bytes())
+        or not isinstance(image, dict)
+        or image.get("sha256") != manifest.image.sha256
+    ):
+        raise InputError(
+            f"{bundle_path}: the proof bundle's entry {bundle.index} is not this release "
+            f"({entry.get('name')} {entry.get('version')}, not {manifest_path}); "
+            "refusing to put another release's proof on the keys"
+        )
+    for partition in manifest.partitions:
+        if partition.name == DATA_PARTITION and partition.size >= PROOF_SLOT_SIZE:
+            return Patch(partition.offset + partition.size - PROOF_SLOT_SIZE, proof_slot(data))
+    raise InputError(
+        f"{manifest_path}: the image has no {DATA_PARTITION} partition of at least "
+        f"{PROOF_SLOT_SIZE} bytes to carry the release log proof (set data_partition in the recipe)"
+    )
 
 
 def _inspect_all(

@@ -11,7 +11,7 @@
 `verify_bundle` is pure: bundle, the log's verifier key, trusted witness keys
 and a threshold in, a `ProofResult` out, or `VerificationFailed` naming what
 did not hold. The booth carries its own reader of the same format
-(overlays/booth/usr/lib/booth/booth/logproof.py).
+(overlays/booth/usr/lib/booth/booth/release_log.py).
 """
 
 from __future__ import annotations

@@ -219,8 +219,10 @@ def spawn_booth(
     root_hash: str | None = ROOT_HASH,
     keys: tuple[str, ...] = ("test-authority",),
     printer: bool = True,
+    release_log: Path | None = None,
 ) -> BoothRun:
-    """The booth, as booth-init starts it (`python3 -E -s -B -m booth`), on a pty."""
+    """The booth, as booth-init starts it (`python3 -E -s -B -m booth`), on a pty;
+    `release_log` is the release-log.json it reads (default: none, no check)."""
     cmdline = tmp / "cmdline"
     words = ["console=ttyS0", "quiet"]
     if root_hash is not None:
@@ -258,7 +260,13 @@ def spawn_booth(
         booth_python(),
         args,
         cwd=str(BOOTH_LIB),
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "dumb"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "TERM": "dumb",
+            "BOOTH_RELEASE_LOG": str(release_log or tmp / "no-release-log.json"),
+        },
         encoding="utf-8",
         timeout=20,
         dimensions=(50, 200),

@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
+from log_factory import ORIGIN, cosigned_bundle, fixed_key, witness_vkey
 
 from builder.build.manifest import read_manifest
 from builder.core.canonical import canonical_json
 from builder.observe.qemu import QemuBoot
+from builder.release.log import append, init_log, make_checkpoint
 from builder.station.ballot import ballot_election, decode_ballot
 from builder.station.election import (
     ElectionDefinition,
@@ -34,6 +36,7 @@ from builder.station.election import (
 )
 from builder.station.fingerprint import election_fingerprint, software_fingerprint
 from builder.station.stations import make_stations, open_software_image
+from builder.transparency.note import note_key_of
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (
@@ -49,15 +52,24 @@ from booth_helpers import (
 
 PROJECT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 400.0
+WITNESSES = ["witness-alice", "witness-bob", "witness-carol"]
 
 
 def trusting_project(project: Path) -> Path:
     """A scratch project in `project`: recipes/booth.yaml with the test authority key in
-    `authority_keys`, its lock, and a copy of overlays/booth. Returns the recipe."""
+    `authority_keys` and the test release log (its key, three witnesses, two needed, the
+    recipe's missing_proof: refuse) in `release_log`, its lock, and a copy of
+    overlays/booth. Returns the recipe."""
     (project / "recipes").mkdir(parents=True)
     recipe = yaml.safe_load((PROJECT / "recipes" / "booth.yaml").read_text())
     variables = dict(recipe.get("variables") or {})
     variables["authority_keys"] = [json.loads((KEYS / "test-authority.pub.json").read_text())]
+    variables["release_log"] = {
+        **variables["release_log"],
+        "key": note_key_of(fixed_key("authority"), ORIGIN).vkey(),
+        "witnesses": [witness_vkey(name) for name in WITNESSES],
+        "threshold": 2,
+    }
     recipe["variables"] = variables
     (project / "recipes" / "booth.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     shutil.copy(PROJECT / "recipes" / "booth.lock.json", project / "recipes")
@@ -107,12 +119,23 @@ def test_trusting_image(
     return out / "booth.img", out / "booth.manifest.json"
 
 
+def _log_proof(manifest: Path, folder: Path) -> bytes:
+    """The proof bundle of `manifest`'s release in a test log,
+    cosigned by two of the three witnesses the test image trusts."""
+    log = folder / "log"
+    init_log(log, fixed_key("authority"), ORIGIN)
+    index, _ = append(log, manifest)
+    make_checkpoint(log, fixed_key("authority"))
+    return cosigned_bundle(log, index, WITNESSES[1:]).to_bytes()
+
+
 def _station_image(
     image: Path,
     manifest: Path,
     out: Path,
     station: str = "0001",
     definition: ElectionDefinition | None = None,
+    log_proof: bytes | None = None,
 ) -> Path:
     definition = definition or example_definition()
     results = make_stations(
@@ -122,6 +145,7 @@ def _station_image(
         out,
         data_size=None,
         software=open_software_image(image, manifest),
+        log_proof=log_proof,
     )
     assert results[0].image is not None
     return results[0].image
@@ -172,12 +196,16 @@ def test_vote_over_usb_on_a_station_image(
     test_trusting_image: tuple[Path, Path], tmp_path: Path
 ) -> None:
     image, manifest = test_trusting_image
-    station = _station_image(image, manifest, tmp_path)
+    proof = _log_proof(manifest, tmp_path)
+    station = _station_image(image, manifest, tmp_path, log_proof=proof)
     definition = example_definition()
     payload = canonical_json(station_payload(definition, definition.station("0001")))
     expected_election = election_fingerprint(payload)
     with QemuBoot(station, usb=True) as boot:
         _expect_fingerprints(boot, manifest)
+        boot.expect(
+            "RELEASE LOG: published in the release log at index 0, cosigned by 2 of 3 witnesses"
+        )
         boot.expect(r"ELECTION FINGERPRINT: \S+\s")
         assert _last(boot, r"ELECTION FINGERPRINT: (\S+)") == expected_election
         boot.expect("READY: press Enter")
@@ -230,7 +258,8 @@ def test_belgian_vote_in_french_prints_a_ballot_whose_qr_code_is_the_vote(
     vote cast."""
     image, manifest = test_trusting_image
     definition = load_election(BELGIAN_EXAMPLE)
-    station = _station_image(image, manifest, tmp_path, "0001", definition)
+    proof = _log_proof(manifest, tmp_path)
+    station = _station_image(image, manifest, tmp_path, "0001", definition, proof)
     payload = canonical_json(station_payload(definition, definition.station("0001")))
     printer = tmp_path / "printer.pbm"
     with QemuBoot(station, usb=False, printer=printer) as boot:
@@ -316,13 +345,18 @@ def test_graphical_booth_votes_by_touch_in_three_languages(
     font = booth_module("raster").load_font()
     image, manifest = test_trusting_image
     definition = load_election(BELGIAN_EXAMPLE)
-    station = _station_image(image, manifest, tmp_path, "0001", definition)
+    proof = _log_proof(manifest, tmp_path)
+    station = _station_image(image, manifest, tmp_path, "0001", definition, proof)
     payload = canonical_json(station_payload(definition, definition.station("0001")))
     fingerprint = election_fingerprint(payload)
     software = software_fingerprint(read_manifest(manifest).verity.root_hash)
     races = booth_module("election").parse_payload(payload).races
     start = gui.poll_worker_page(
-        "Stembureau", software, fingerprint, "0001 Gemeentehuis / Maison communale"
+        "Stembureau",
+        software,
+        fingerprint,
+        "0001 Gemeentehuis / Maison communale",
+        "RELEASE LOG: published in the release log at index 0, cosigned by 2 of 3 witnesses",
     )
     printer = tmp_path / "printer.pbm"
     # (language, touches on each race's pages, the vote expected)
@@ -368,3 +402,19 @@ def test_graphical_booth_votes_by_touch_in_three_languages(
     assert [[v.to_json() for v in decode_ballot(code, election)] for code in codes] == [
         expected for _language, _touches, expected in voters
     ]
+
+
+@pytest.mark.slow
+def test_a_station_without_a_release_log_proof_cannot_start_voting(
+    test_trusting_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The booth recipe's missing_proof: refuse: good election data, no proof on the key."""
+    image, manifest = test_trusting_image
+    station = _station_image(image, manifest, tmp_path)
+    with QemuBoot(station, usb=False) as boot:
+        _expect_fingerprints(boot, manifest)
+        boot.expect("RELEASE LOG: NOT VERIFIED: this key carries no release log proof")
+        boot.expect(r"ELECTION FINGERPRINT: \S+\s")
+        boot.expect(r"REFUSED: this key carries no release log proof \[no-proof\]")
+        boot.expect("The vote cannot be opened. Call a poll worker.")
+        assert "READY" not in boot.log()

@@ -191,3 +191,19 @@ def test_election_data_and_the_proof_slot_must_fit_together(tmp_path: Path) -> N
     assert bundle_from_slot(data[-PROOF_SLOT_SIZE:], "slot") == b'{"format": 1}'
     with pytest.raises(InputError, match="with the release log proof slot"):
         write_data_partition(path, b"x" * 2048, PROOF_SLOT_SIZE + 1024, b"{}")
+
+
+def test_a_key_flashed_with_the_proof_verifies_without_a_proof_file(
+    tmp_path: Path, published: BuiltImage
+) -> None:
+    _log(tmp_path, published, WITNESSES)
+    _trust(tmp_path, *WITNESSES)
+    proof = _bundle(tmp_path, published)
+    key = tmp_path / "key.img"
+    flash = ["flash", str(published.image), str(key), "--manifest", str(published.manifest_path)]
+    assert main([*flash, "--log-proof", str(proof)]) == 0
+    ok, text = _verify(tmp_path, key, published, None, 2)
+    assert ok, text
+    assert "published in the release log at index 1, cosigned by 2 of 2 witnesses" in text
+    report = verify_files(key, published.manifest_path, None, tmp_path / "trust", 1)
+    assert report.ok, report  # the software checks read the data partition as zeros

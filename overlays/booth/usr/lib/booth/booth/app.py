@@ -3,7 +3,8 @@
 Stable marker words begin the lines a poll worker (or a test) looks for:
 ``SOFTWARE FINGERPRINT:``, ``ELECTION FINGERPRINT:``, ``READY:``,
 ``RACE n/m:``, ``CHOICE>``, ``INVALID:``, ``REVIEW:``, ``CONFIRM>``,
-``----- BALLOT -----``, ``CODE:``, ``BALLOT CAST``, ``PRINTER:``, ``REFUSED:``.
+``----- BALLOT -----``, ``CODE:``, ``BALLOT CAST``, ``PRINTER:``, ``REFUSED:``,
+``RELEASE LOG:`` (booth/release_log.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .fingerprint_code import fingerprint_code
 from .i18n import say
 from .printout import BallotPrint, render, send_to_printer
 from .raster import FONT, FontError, load_font
+from .release_log import check_release_log
 
 # Home, clear the screen, and clear the scrollback where a terminal keeps one.
 CLEAR_SCREEN = "\033[H\033[2J\033[3J"
@@ -120,21 +122,27 @@ def run_booth(config: BoothConfig, console: Console) -> int:
         console.say("BOOTHKEY VOTING BOOTH")
         console.say("SOFTWARE FINGERPRINT: UNAVAILABLE")
         return refuse(console, "this computer was not started from a verified boothkey image")
+    release = check_release_log(config.data, software[1])
     try:
         opened = load_election(config)
     except DataRefused as refused:
-        show_fingerprints(console, software, None, title)
+        show_fingerprints(console, software, None, title, release.line)
         return refuse(console, refused.message, refused.reason)
+    if release.refusal is not None:
+        show_fingerprints(console, software, opened, title, release.line)
+        return refuse(console, release.refusal.message, release.refusal.reason)
     if config.graphical and opened.election.format == 2:
         try:
             from .gui_app import run_graphical
 
-            return run_graphical(config, opened, software, title)
+            return run_graphical(config, opened, software, title, release.line)
         except (OSError, FontError) as exc:
             console.say(f"BOOTH: no graphical screen ({exc}); the text booth runs instead")
     while True:
         console.clear()
-        show_fingerprints(console, software, opened, title)
+        show_fingerprints(console, software, opened, title, release.line)
+        if release.refusal is not None:
+            return refuse(console, release.refusal.message, release.refusal.reason)
         answer = console.ask("READY: press Enter to start voting\n")
         if answer is None:
             return 0
@@ -203,12 +211,18 @@ def belgian_ballot_text(
 
 
 def show_fingerprints(
-    console: Console, software: tuple[str, str], opened: OpenElection | None, title: str = ""
+    console: Console,
+    software: tuple[str, str],
+    opened: OpenElection | None,
+    title: str = "",
+    release_line: str | None = None,
 ) -> None:
     console.say(f"BOOTHKEY VOTING BOOTH: {title}" if title else "BOOTHKEY VOTING BOOTH")
     console.say(f"SOFTWARE FINGERPRINT: {software[0]}")
     console.say(f"  verity root hash {software[1]}")
     console.say(fingerprint_code(software[0], opened.fingerprint if opened else None))
+    if release_line is not None:
+        console.say(release_line)
     if opened is None:
         console.say("ELECTION FINGERPRINT: NONE")
         return

@@ -282,11 +282,14 @@ class Voter:
             self.reviewing = True
 
 
-def poll_worker_page(title: str, software: str, election: str, station: str) -> Page:
-    """Before every voter: both fingerprints in large type for the poll worker."""
+def poll_worker_page(
+    title: str, software: str, election: str, station: str, release: str | None = None
+) -> Page:
+    """Before every voter: both fingerprints in large type for the poll worker, and the
+    release log's word on this software (`release`, when the recipe sets a log)."""
     return Page(
         (title or "BOOTHKEY", "SOFTWARE FINGERPRINT", software, "ELECTION FINGERPRINT", election),
-        (station,),
+        (station,) if release is None else (station, release),
         (Button("start", "START", "enter"),),
     )
 

@@ -25,7 +25,11 @@ THANKS_SECONDS = 8.0
 
 
 def run_graphical(
-    config: BoothConfig, opened: OpenElection, software: tuple[str, str], title: str
+    config: BoothConfig,
+    opened: OpenElection,
+    software: tuple[str, str],
+    title: str,
+    release_line: str | None = None,
 ) -> int:
     """Serve voters until the input ends (never, on a booth); `ScreenError` or
     `FontError` if there is no usable screen or font (the caller falls back to text)."""
@@ -34,7 +38,7 @@ def run_graphical(
     inputs = Inputs(screen.width, screen.height)
     console_graphics(0, True)
     try:
-        return _serve(config, opened, software, title, screen, font, inputs)
+        return _serve(config, opened, software, title, screen, font, inputs, release_line)
     finally:
         # A crash leaves the screen to the text console again (booth-init restarts us).
         console_graphics(0, False)
@@ -49,6 +53,7 @@ def _serve(
     screen: Framebuffer,
     font: Font,
     inputs: Inputs,
+    release_line: str | None = None,
 ) -> int:
     size = (screen.width, screen.height)
     election = opened.election
@@ -62,7 +67,7 @@ def _serve(
 
     races = tuple(race for race in election.races if isinstance(race, belgian.BelgianRace))
     station = f"{election.station_id} {election.station_name}"
-    start = poll_worker_page(title, software[0], opened.fingerprint, station)
+    start = poll_worker_page(title, software[0], opened.fingerprint, station, release_line)
     while True:
         show(start)
         press = next_press()
