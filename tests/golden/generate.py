@@ -29,6 +29,8 @@ from builder.build.filelist import file_list_data  # noqa: E402
 from builder.build.manifest import parse_manifest  # noqa: E402
 from builder.build.provenance import make_provenance  # noqa: E402
 from builder.build.sbom import make_sbom  # noqa: E402
+from builder.build.sbom_model import DebFacts, Maintainer, make_model  # noqa: E402
+from builder.build.spdx3 import write_spdx3  # noqa: E402
 from builder.core.canonical import canonical_json, pretty_json  # noqa: E402
 from builder.source.lockfile import Lock  # noqa: E402
 from builder.station.election import (  # noqa: E402
@@ -46,6 +48,7 @@ FILES = (
     "demo.manifest.json",
     "demo.files.json",
     "demo.spdx.json",
+    "demo.spdx3.json",
     "demo.provenance.json",
     "demo.dsse.json",
     "election.payload.json",
@@ -117,6 +120,19 @@ LICENCES = {
 }  # fmt: skip
 
 
+# What the build reads from each .deb besides its licence (made-up sha512s).
+DEB_FACTS = {
+    digest(seed): DebFacts(seed * 128, Maintainer(*who) if who else None)
+    for seed, who in (
+        ("2", ("Santiago Vila", "sanvila@debian.org")),
+        ("3", ("Debian Busybox Team", "busybox@example.org")),
+        ("4", ("GNU Libc Maintainers", "debian-glibc@example.org")),
+        ("5", None),
+    )
+}
+IMAGE_SHA512 = "9" * 128
+
+
 def generate(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     lock = demo_lock()
@@ -136,6 +152,9 @@ def generate(out: Path) -> list[Path]:
         "demo.manifest.json": canonical_json(manifest) + b"\n",
         "demo.files.json": file_list_data(FILE_ENTRIES),
         "demo.spdx.json": pretty_json(make_sbom(manifest, lock, LICENCES, DEPENDENCIES)),
+        "demo.spdx3.json": pretty_json(
+            write_spdx3(make_model(manifest, lock, LICENCES, DEPENDENCIES, DEB_FACTS, IMAGE_SHA512))
+        ),
         "demo.provenance.json": pretty_json(make_provenance(manifest, lock)),
         "demo.dsse.json": envelope.to_bytes(),
         "election.payload.json": pretty_json(payload),
