@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from archive_factory import FIXED_EPOCH, make_deb
+from cyclonedx.schema import OutputFormat, SchemaVersion
+from cyclonedx.validation import make_schemabased_validator
 from debian.copyright import Header
 from lock_factory import archive, package_of
 from lock_factory import lock as fake_lock
@@ -95,6 +97,14 @@ def validate_spdx3(path: Path) -> list[str]:
     if len(list(objects.foreach_type(spdx3.SpdxDocument))) != 1:
         problems.append("not exactly one SpdxDocument")
     return problems
+
+
+def validate_cyclonedx(path: Path) -> str | None:
+    """cyclonedx-python-lib's JSON schema validator (CycloneDX 1.6, strict) on a
+    document: the error it finds, or None."""
+    validator = make_schemabased_validator(OutputFormat.JSON, SchemaVersion.V1_6)
+    error = validator.validate_str(path.read_text())
+    return None if error is None else str(error)
 
 
 SBOMCHECK = shutil.which("sbomcheck") or str(Path(PYSPDXTOOLS).with_name("sbomcheck"))

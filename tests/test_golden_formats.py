@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sbom_factory import validate_spdx, validate_spdx3
+from sbom_factory import validate_cyclonedx, validate_spdx, validate_spdx3
 
 from builder.build.manifest import parse_manifest
 from builder.source.lockfile import parse_lock
@@ -85,3 +85,7 @@ def test_golden_sbom_is_valid_spdx() -> None:
 
 def test_golden_spdx3_is_valid_spdx3() -> None:
     assert validate_spdx3(FORMATS / "demo.spdx3.json") == []
+
+
+def test_golden_cyclonedx_is_valid_cyclonedx() -> None:
+    assert validate_cyclonedx(FORMATS / "demo.cdx.json") is None

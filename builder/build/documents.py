@@ -1,6 +1,6 @@
 """The documents a build publishes beside the image and lists in its manifest: the
-SBOMs (`NAME.spdx.json`, SPDX 2.3, and `NAME.spdx3.json`, SPDX 3.0.1, written from one
-model: `builder.build.sbom_model`) and the provenance (`NAME.provenance.json`, made by
+SBOMs (`NAME.spdx.json`, SPDX 2.3, `NAME.spdx3.json`, SPDX 3.0.1, and `NAME.cdx.json`,
+CycloneDX 1.6, written from one model: `builder.build.sbom_model`) and the provenance (`NAME.provenance.json`, made by
 `builder.build.provenance`).
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.build.copyright import package_licences
+from builder.build.cyclonedx import write_cyclonedx
 from builder.build.dependencies import deb_facts, package_dependencies
 from builder.build.provenance import make_provenance
 from builder.build.sbom import write_spdx2
@@ -22,7 +23,7 @@ from builder.core.fsutil import write_atomic
 from builder.source.lockfile import Lock, LockedPackage
 
 # Manifest entries that list the documents written here; never inputs to them.
-LISTED_DOCUMENTS = ("sbom", "sbom_spdx3", "provenance")
+LISTED_DOCUMENTS = ("sbom", "sbom_spdx3", "sbom_cyclonedx", "provenance")
 
 
 def _sha512_file(path: Path) -> str:
@@ -41,9 +42,9 @@ def write_sbom_and_provenance(
     cache_dir: Path | None = None,
     image: Path | None = None,
 ) -> None:
-    """Write OUT/NAME.spdx.json, OUT/NAME.spdx3.json and OUT/NAME.provenance.json for a
-    finished build and list them in `manifest` (keys "sbom", "sbom_spdx3" and
-    "provenance": file name and sha256).
+    """Write OUT/NAME.spdx.json, OUT/NAME.spdx3.json, OUT/NAME.cdx.json and
+    OUT/NAME.provenance.json for a finished build and list them in `manifest` (keys
+    "sbom", "sbom_spdx3", "sbom_cyclonedx" and "provenance": file name and sha256).
 
     Called by `build` once the manifest data is made and before it is written.
     No document depends on the manifest's own digest, nor on another one. Licences,
@@ -62,6 +63,7 @@ def write_sbom_and_provenance(
     documents = {
         "sbom": (f"{name}.spdx.json", write_spdx2(model)),
         "sbom_spdx3": (f"{name}.spdx3.json", write_spdx3(model)),
+        "sbom_cyclonedx": (f"{name}.cdx.json", write_cyclonedx(model)),
         "provenance": (f"{name}.provenance.json", make_provenance(base, lock)),
     }
     for key, (file_name, document) in documents.items():

@@ -25,6 +25,7 @@ from lock_factory import archive, lock, package  # noqa: E402
 from manifest_factory import digest, manifest  # noqa: E402
 
 from builder.build.copyright import PackageLicence  # noqa: E402
+from builder.build.cyclonedx import write_cyclonedx  # noqa: E402
 from builder.build.filelist import file_list_data  # noqa: E402
 from builder.build.manifest import parse_manifest  # noqa: E402
 from builder.build.provenance import make_provenance  # noqa: E402
@@ -49,6 +50,7 @@ FILES = (
     "demo.files.json",
     "demo.spdx.json",
     "demo.spdx3.json",
+    "demo.cdx.json",
     "demo.provenance.json",
     "demo.dsse.json",
     "election.payload.json",
@@ -147,14 +149,14 @@ def generate(out: Path) -> list[Path]:
         PROJECT / "examples" / "election" / "stations.csv",
     )
     payload = station_payload(election, election.stations[0])
+    model = make_model(manifest, lock, LICENCES, DEPENDENCIES, DEB_FACTS, IMAGE_SHA512)
     written = {
         "demo.lock.json": lock.to_bytes(),
         "demo.manifest.json": canonical_json(manifest) + b"\n",
         "demo.files.json": file_list_data(FILE_ENTRIES),
         "demo.spdx.json": pretty_json(make_sbom(manifest, lock, LICENCES, DEPENDENCIES)),
-        "demo.spdx3.json": pretty_json(
-            write_spdx3(make_model(manifest, lock, LICENCES, DEPENDENCIES, DEB_FACTS, IMAGE_SHA512))
-        ),
+        "demo.spdx3.json": pretty_json(write_spdx3(model)),
+        "demo.cdx.json": pretty_json(write_cyclonedx(model)),
         "demo.provenance.json": pretty_json(make_provenance(manifest, lock)),
         "demo.dsse.json": envelope.to_bytes(),
         "election.payload.json": pretty_json(payload),
