@@ -196,3 +196,17 @@ def test_booth_spdx3_against_the_three_profiles(built_booth_image: tuple[Path, P
     assert fsct.missing["componentCopyrightTexts"] == ["booth"], fsct.report
     bsi = check_conformance(sbom, "bsi", "spdx3")
     assert failing(bsi) - BSI_ADVISORY == {"Distribution Licenses"}, bsi.report
+
+
+def test_without_a_supplier_boothkey_is_the_creator(locked: LockedDebs, tmp_path: Path) -> None:
+    path = tmp_path / "nosupplier.spdx3.json"
+    path.write_bytes(
+        pretty_json(write_spdx3(make_model(demo_manifest(locked.lock), locked.lock, {})))
+    )
+    assert validate_spdx3(path) == []
+    graph = json.loads(path.read_bytes())["@graph"]
+    (agent,) = [e for e in graph if e["type"] == "SoftwareAgent"]
+    assert graph[0]["createdBy"] == [agent["spdxId"]]
+    assert not [e for e in graph if e["type"] == "Organization" and e["name"] != "Debian"]
+    result = check_conformance(path, "ntia", "spdx3")
+    assert not result.rows["All component suppliers provided?"]
