@@ -34,6 +34,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("flash", "bench_flash.py", (), ("--size-mib", "128", "--rounds", "1")),
     ("stations", "bench_stations.py", (), ("--stations", "20")),
     ("rebuild", "bench_rebuild.py", (), ()),
+    ("page_hash", "bench_page_hash.py", (), ("--repeat", "1")),
 )
 TARGETS = {
     "warm_vs_raw_ratio": "<= 1.3",

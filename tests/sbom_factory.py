@@ -6,6 +6,7 @@ project's own validator and ntia-conformance-checker's report."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from archive_factory import FIXED_EPOCH, make_deb
+from cyclonedx.schema import OutputFormat, SchemaVersion
+from cyclonedx.validation import make_schemabased_validator
 from debian.copyright import Header
 from lock_factory import archive, package_of
 from lock_factory import lock as fake_lock
 from manifest_factory import ESP_TYPE, manifest, partition, verity
+from spdx_python_model.bindings import v3_0_1 as spdx3
 
 from builder.core.canonical import sha256_file
 from builder.source.lockfile import Lock, LockedPackage
@@ -75,6 +79,34 @@ def validate_spdx(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def validate_spdx3(path: Path) -> list[str]:
+    """The SPDX project's Python model (spdx-python-model, the bindings generated from
+    the SPDX 3.0.1 SHACL model) on an SPDX 3 JSON-LD document: it must deserialize (every
+    property and enumeration value known, every value of its type), link (no element
+    missing) and serialize again (every required property present). The problems found,
+    or []."""
+    objects = spdx3.SHACLObjectSet()
+    try:
+        with path.open("rb") as stream:
+            spdx3.JSONLDDeserializer().read(stream, objects)
+        missing = objects.link()
+        spdx3.JSONLDSerializer().write(objects, io.BytesIO())
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"{type(exc).__name__}: {exc}"]
+    problems = [f"missing element {element}" for element in sorted(missing)]
+    if len(list(objects.foreach_type(spdx3.SpdxDocument))) != 1:
+        problems.append("not exactly one SpdxDocument")
+    return problems
+
+
+def validate_cyclonedx(path: Path) -> str | None:
+    """cyclonedx-python-lib's JSON schema validator (CycloneDX 1.6, strict) on a
+    document: the error it finds, or None."""
+    validator = make_schemabased_validator(OutputFormat.JSON, SchemaVersion.V1_6)
+    error = validator.validate_str(path.read_text())
+    return None if error is None else str(error)
+
+
 SBOMCHECK = shutil.which("sbomcheck") or str(Path(PYSPDXTOOLS).with_name("sbomcheck"))
 # The profiles of the installed ntia-conformance-checker (`sbomcheck --help` lists them).
 PROFILES = ("ntia", "fsct3-min", "bsi")
@@ -92,12 +124,13 @@ class Conformance:
     report: str
 
 
-def check_conformance(path: Path, profile: str) -> Conformance:
-    """Run ntia-conformance-checker's `sbomcheck` on an SPDX 2.3 document."""
+def check_conformance(path: Path, profile: str, spec: str = "spdx2") -> Conformance:
+    """Run ntia-conformance-checker's `sbomcheck` on an SPDX document (`spec`: "spdx2"
+    for SPDX 2.3, "spdx3" for SPDX 3.0.1)."""
 
     def run(*options: str) -> str:
         result = subprocess.run(
-            [SBOMCHECK, "-c", profile, *options, str(path)],
+            [SBOMCHECK, "-s", spec, "-c", profile, *options, str(path)],
             capture_output=True,
             text=True,
             check=False,

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sbom_factory import validate_spdx
+from sbom_factory import validate_cyclonedx, validate_spdx, validate_spdx3
 
 from builder.build.manifest import parse_manifest
 from builder.source.lockfile import parse_lock
@@ -86,3 +86,11 @@ def test_golden_files_are_what_boothkey_reads_and_checks() -> None:
 def test_golden_sbom_is_valid_spdx() -> None:
     result = validate_spdx(FORMATS / "demo.spdx.json")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_golden_spdx3_is_valid_spdx3() -> None:
+    assert validate_spdx3(FORMATS / "demo.spdx3.json") == []
+
+
+def test_golden_cyclonedx_is_valid_cyclonedx() -> None:
+    assert validate_cyclonedx(FORMATS / "demo.cdx.json") is None

@@ -1,4 +1,5 @@
-"""Which locked package depends on which, read offline from the verified .debs.
+"""Which locked package depends on which, read offline from the verified .debs, and
+the other facts the SBOMs take from them (sha512, Maintainer).
 
 For the SBOM's DEPENDS_ON relationships: each package's Pre-Depends and Depends,
 each relation resolved to the locked package that satisfies it (the first
@@ -8,10 +9,12 @@ Version constraints are not re-checked here: the lock was resolved with them.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from builder.build.sbom_model import DebFacts, parse_maintainer
 from builder.formats.debarchive import read_control
 from builder.source.lockfile import LockedPackage
 
@@ -54,3 +57,20 @@ def package_dependencies(
                 found.add(match)
         result[name] = tuple(sorted(found))
     return result
+
+
+def deb_facts(
+    packages: Iterable[LockedPackage], deb_path: Callable[[LockedPackage], Path]
+) -> dict[str, DebFacts]:
+    """{.deb sha256: its sha512 and Maintainer} for the SBOMs (BSI TR-03183-2 wants a
+    SHA-512 of each component and its creator's e-mail address)."""
+    facts = {}
+    for pkg in packages:
+        path = deb_path(pkg)
+        digest = hashlib.sha512()
+        with path.open("rb") as deb:
+            while chunk := deb.read(1 << 20):
+                digest.update(chunk)
+        maintainer = parse_maintainer(read_control(path).get("Maintainer", ""))
+        facts[pkg.sha256] = DebFacts(digest.hexdigest(), maintainer)
+    return facts

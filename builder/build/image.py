@@ -134,7 +134,9 @@ def _build_in_session(
         ),
     }
     # SPDX SBOM and SLSA provenance beside the image, pinned in the manifest by digest.
-    write_sbom_and_provenance(manifest, lock, out_dir, debs.verified_path, cache_dir / "copyright")
+    write_sbom_and_provenance(
+        manifest, lock, out_dir, debs.verified_path, cache_dir / "copyright", image_path
+    )
     write_manifest(manifest_path, manifest)
     return BuildResult(image_path, manifest_path, results, manifest)
 

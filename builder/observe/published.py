@@ -2,8 +2,8 @@
 
 `read_release` takes the files `build`, `bundle`, `sign` and `attest` leave beside
 the manifest (NAME.img, NAME.manifest.json, NAME.dsse.json, NAME.img.KEY.minisig,
-SHA256SUMS, NAME.spdx.json, NAME.provenance.json, NAME.rebuild.*.dsse.json) and the
-signers' public keys, and refuses what a page must not present as a release: an
+SHA256SUMS, NAME.spdx.json, NAME.spdx3.json, NAME.cdx.json, NAME.provenance.json,
+NAME.rebuild.*.dsse.json) and the signers' public keys, and refuses what a page must not present as a release: an
 envelope over another statement, a signature by a key not given or not valid, a
 minisign signature that does not match the image, an SBOM or provenance whose digest
 is not the manifest's, an image that is not the manifest's.
@@ -158,7 +158,8 @@ def _signers(
 
 
 def _pinned(directory: Path, manifest: Manifest, key: str) -> PublishedFile | None:
-    """The document the manifest lists under `key` ("sbom", "provenance"), checked."""
+    """The document the manifest lists under `key` ("sbom", "sbom_spdx3",
+    "sbom_cyclonedx", "provenance"), checked."""
     entry = manifest.raw.get(key)
     if entry is None:
         return None
@@ -276,7 +277,8 @@ def read_release(
     sums = directory / SUMS_FILE
     if sums.is_file():
         files.append(PublishedFile(SUMS_FILE, _read(sums, SUMS_FILE)))
-    files += [doc for doc in (sbom, provenance) if doc is not None]
+    other_sboms = [_pinned(directory, manifest, key) for key in ("sbom_spdx3", "sbom_cyclonedx")]
+    files += [doc for doc in (sbom, *other_sboms, provenance) if doc is not None]
     files += _key_files(keys_dir, [s.key for s in signers], "keys")
     if observer_keys_dir is not None and observer_keys is not None:
         files += _key_files(observer_keys_dir, list(observer_keys.values()), "observer-keys")

@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from sbom_factory import LockedDebs, demo_manifest, make_locked_debs, validate_spdx
+from sbom_factory import (
+    LockedDebs,
+    demo_manifest,
+    make_locked_debs,
+    validate_spdx,
+    validate_spdx3,
+)
 
 from builder.build.documents import write_sbom_and_provenance
 from builder.build.manifest import parse_manifest, read_manifest
@@ -92,12 +98,23 @@ def test_build_hook_writes_identical_documents_twice_and_lists_them(
             manifest, locked.lock, out, locked.deb_path, tmp_path / f"cache-{run}"
         )
         parse_manifest(manifest, "hooked manifest")  # still a readable manifest
-        for key, name in (("sbom", "demo.spdx.json"), ("provenance", "demo.provenance.json")):
+        for key, name in (
+            ("sbom", "demo.spdx.json"),
+            ("sbom_spdx3", "demo.spdx3.json"),
+            ("sbom_cyclonedx", "demo.cdx.json"),
+            ("provenance", "demo.provenance.json"),
+        ):
             assert manifest[key] == {"file": name, "sha256": sha256_file(out / name)}
         written.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
         assert validate_spdx(out / "demo.spdx.json").returncode == 0
+        assert validate_spdx3(out / "demo.spdx3.json") == []
     assert written[0] == written[1]
-    assert sorted(written[0]) == ["demo.provenance.json", "demo.spdx.json"]
+    assert sorted(written[0]) == [
+        "demo.cdx.json",
+        "demo.provenance.json",
+        "demo.spdx.json",
+        "demo.spdx3.json",
+    ]
     assert not list(tmp_path.glob("*/.*.tmp"))
 
 
@@ -105,9 +122,10 @@ def test_documents_do_not_depend_on_the_listing(locked: LockedDebs, tmp_path: Pa
     """Running the hook on a manifest that already lists documents (a re-run) changes nothing."""
     manifest = demo_manifest(locked.lock)
     write_sbom_and_provenance(manifest, locked.lock, tmp_path, locked.deb_path)
-    listed = {key: manifest[key] for key in ("sbom", "provenance")}
+    keys = ("sbom", "sbom_spdx3", "sbom_cyclonedx", "provenance")
+    listed = {key: manifest[key] for key in keys}
     write_sbom_and_provenance(manifest, locked.lock, tmp_path, locked.deb_path)
-    assert {key: manifest[key] for key in ("sbom", "provenance")} == listed
+    assert {key: manifest[key] for key in keys} == listed
 
 
 @pytest.mark.slow
@@ -142,11 +160,11 @@ from builder.core.paths import deb_cache_dir, default_cache_dir
 from builder.build.documents import write_sbom_and_provenance
 os.umask(0o077)
 manifest = json.loads(Path(sys.argv[1]).read_bytes())
-base = {k: v for k, v in manifest.items() if k not in ("sbom", "provenance")}
+base = {k: v for k, v in manifest.items() if k not in ("sbom", "sbom_spdx3", "sbom_cyclonedx", "provenance")}
 debs = DebCache(deb_cache_dir(default_cache_dir()))
 write_sbom_and_provenance(base, read_lock(Path(sys.argv[2])), Path(sys.argv[3]),
-                          debs.verified_path, Path(sys.argv[4]))
-print(json.dumps({k: base[k] for k in ("sbom", "provenance")}))
+                          debs.verified_path, Path(sys.argv[4]), Path(sys.argv[5]))
+print(json.dumps({k: base[k] for k in ("sbom", "sbom_spdx3", "sbom_cyclonedx", "provenance")}))
 """
 
 
@@ -156,7 +174,7 @@ def test_hello_documents_regenerate_identically_in_another_environment(
 ) -> None:
     """Another time zone, locale, umask, working directory and an empty licence cache
     give the very bytes the build wrote."""
-    _image, manifest_path = built_hello_image
+    image, manifest_path = built_hello_image
     manifest = read_manifest(manifest_path).raw
     project = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH",)}
@@ -164,11 +182,14 @@ def test_hello_documents_regenerate_identically_in_another_environment(
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-c", REGENERATE, str(manifest_path),
-         str(project / "recipes" / "hello.lock.json"), str(out), str(tmp_path / "cache")],
+         str(project / "recipes" / "hello.lock.json"), str(out), str(tmp_path / "cache"),
+         str(image)],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     listed = json.loads(done.stdout)
-    assert listed == {key: manifest[key] for key in ("sbom", "provenance")}
+    assert listed == {
+        key: manifest[key] for key in ("sbom", "sbom_spdx3", "sbom_cyclonedx", "provenance")
+    }
     for entry in listed.values():
         assert (out / entry["file"]).read_bytes() == (
             manifest_path.parent / entry["file"]

@@ -25,10 +25,13 @@ from lock_factory import archive, lock, package  # noqa: E402
 from manifest_factory import digest, manifest  # noqa: E402
 
 from builder.build.copyright import PackageLicence  # noqa: E402
+from builder.build.cyclonedx import write_cyclonedx  # noqa: E402
 from builder.build.filelist import file_list_data  # noqa: E402
 from builder.build.manifest import parse_manifest  # noqa: E402
 from builder.build.provenance import make_provenance  # noqa: E402
 from builder.build.sbom import make_sbom  # noqa: E402
+from builder.build.sbom_model import DebFacts, Maintainer, make_model  # noqa: E402
+from builder.build.spdx3 import write_spdx3  # noqa: E402
 from builder.core.canonical import canonical_json, pretty_json  # noqa: E402
 from builder.source.lockfile import Lock  # noqa: E402
 from builder.station.election import (  # noqa: E402
@@ -46,6 +49,8 @@ FILES = (
     "demo.manifest.json",
     "demo.files.json",
     "demo.spdx.json",
+    "demo.spdx3.json",
+    "demo.cdx.json",
     "demo.provenance.json",
     "demo.dsse.json",
     "election.payload.json",
@@ -119,6 +124,19 @@ LICENCES = {
 }  # fmt: skip
 
 
+# What the build reads from each .deb besides its licence (made-up sha512s).
+DEB_FACTS = {
+    digest(seed): DebFacts(seed * 128, Maintainer(*who) if who else None)
+    for seed, who in (
+        ("2", ("Santiago Vila", "sanvila@debian.org")),
+        ("3", ("Debian Busybox Team", "busybox@example.org")),
+        ("4", ("GNU Libc Maintainers", "debian-glibc@example.org")),
+        ("5", None),
+    )
+}
+IMAGE_SHA512 = "9" * 128
+
+
 def generate(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     lock = demo_lock()
@@ -135,11 +153,14 @@ def generate(out: Path) -> list[Path]:
     payload = station_payload(election, election.stations[0])
     belgian = load_election(PROJECT / "examples" / "election-be" / "election.yaml")
     belgian_payload = station_payload(belgian, belgian.stations[0])
+    model = make_model(manifest, lock, LICENCES, DEPENDENCIES, DEB_FACTS, IMAGE_SHA512)
     written = {
         "demo.lock.json": lock.to_bytes(),
         "demo.manifest.json": canonical_json(manifest) + b"\n",
         "demo.files.json": file_list_data(FILE_ENTRIES),
         "demo.spdx.json": pretty_json(make_sbom(manifest, lock, LICENCES, DEPENDENCIES)),
+        "demo.spdx3.json": pretty_json(write_spdx3(model)),
+        "demo.cdx.json": pretty_json(write_cyclonedx(model)),
         "demo.provenance.json": pretty_json(make_provenance(manifest, lock)),
         "demo.dsse.json": envelope.to_bytes(),
         "election.payload.json": pretty_json(payload),

@@ -74,7 +74,8 @@ def test_the_page_shows_the_release(
     assert "sha256sum -c SHA256SUMS" in page and "urn:boothkey:build-type" in page
     names = {path.relative_to(tmp_path / "site").as_posix() for path in written}
     assert {"index.html", "files/hello.manifest.json", "files/hello.dsse.json",
-            "files/hello.spdx.json", "files/hello.provenance.json", "files/SHA256SUMS",
+            "files/hello.spdx.json", "files/hello.spdx3.json", "files/hello.cdx.json",
+            "files/hello.provenance.json", "files/SHA256SUMS",
             "files/keys/alice.minisign.pub", "files/observer-keys/olga.pub.json",
             "files/hello.img.bob.minisig"} <= names  # fmt: skip
     assert not any(name.endswith(".img") for name in names)
@@ -148,6 +149,8 @@ def test_an_altered_release_is_refused(release: Release, tmp_path: Path) -> None
     ("victim", "expected"),
     [
         ("hello.spdx.json", "sha256 differs from the manifest's sbom"),
+        ("hello.spdx3.json", "sha256 differs from the manifest's sbom_spdx3"),
+        ("hello.cdx.json", "sha256 differs from the manifest's sbom_cyclonedx"),
         ("hello.provenance.json", "sha256 differs from the manifest's provenance"),
         ("hello.img", "sha256 differs from the manifest"),
     ],
