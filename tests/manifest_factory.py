@@ -97,6 +97,8 @@ def manifest(
     version: str = "2026.1",
     supplier: str | None = None,
     supplier_contact: str | None = None,
+    licence: str | None = None,
+    copyright: str | None = None,
     epoch: int | None = None,
     image_file: str | None = None,
     image_size: int = 85 * MIB,
@@ -132,6 +134,8 @@ def manifest(
         "code_sha256": code_sha256,
         "supplier": supplier,
         "supplier_contact": supplier_contact,
+        "licence": licence,
+        "copyright": copyright,
         "recipe": {
             "file": f"recipes/{name}.yaml",
             "sha256": recipe_sha256,

@@ -57,10 +57,7 @@ def _package(component: Component, excluded: bool) -> dict[str, Any]:
     )
     if excluded:
         entry["scope"] = "excluded"
-    if component.licence != NOASSERTION:
-        entry["licenses"] = [{"expression": component.licence}]
-    if component.copyright != NOASSERTION:
-        entry["copyright"] = component.copyright
+    entry.update(_licence_fields(component))
     if component.purl:
         entry["purl"] = component.purl
     entry["properties"] = [
@@ -68,6 +65,16 @@ def _package(component: Component, excluded: bool) -> dict[str, Any]:
         {"name": "boothkey:deb:architecture", "value": component.architecture},
     ]
     return entry
+
+
+def _licence_fields(component: Component) -> dict[str, Any]:
+    """A component's "licenses" and "copyright", where known."""
+    fields: dict[str, Any] = {}
+    if component.licence != NOASSERTION:
+        fields["licenses"] = [{"expression": component.licence}]
+    if component.copyright != NOASSERTION:
+        fields["copyright"] = component.copyright
+    return fields
 
 
 def _supplier(model: SbomModel) -> dict[str, Any]:
@@ -90,6 +97,7 @@ def write_cyclonedx(model: SbomModel) -> dict[str, Any]:
         "description": image.comment,
         "hashes": _hashes(image),
         "properties": [{"name": "boothkey:image:file", "value": image.file_name}],
+        **_licence_fields(image),
     }
     metadata: dict[str, Any] = {
         "timestamp": iso_time(model.epoch),

@@ -168,6 +168,8 @@ def make_manifest(
         },
         "supplier": recipe.supplier,
         "supplier_contact": recipe.supplier_contact,
+        "licence": recipe.licence,
+        "copyright": recipe.copyright,
         "overlays_sha256": overlays_digest(recipe),
         "lock_sha256": sha256_file(recipe.lock_path),
         "source_date_epoch": lock.source_date_epoch,

@@ -96,9 +96,9 @@ def write_spdx2(model: SbomModel) -> dict[str, Any]:
         "primaryPackagePurpose": "OPERATING-SYSTEM",
         # The recipe's supplier: the authority that publishes the image.
         "supplier": _organisation(model) if model.supplier else NOASSERTION,
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": NOASSERTION,
-        "copyrightText": NOASSERTION,
+        "licenseConcluded": image.licence,
+        "licenseDeclared": image.licence,
+        "copyrightText": image.copyright,
         "comment": image.comment,
     }
     relationships = [_relationship("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_SPDXID)]

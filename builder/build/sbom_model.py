@@ -239,8 +239,9 @@ def make_model(
         sha256=str(image["sha256"]),
         sha512=image_sha512,
         purl=None,
-        licence=NOASSERTION,
-        copyright=NOASSERTION,
+        # The recipe's own licence and copyright (of what it adds: its overlays).
+        licence=str(manifest.get("licence") or NOASSERTION),
+        copyright=str(manifest.get("copyright") or NOASSERTION),
         comment=(
             f"boothkey disk image ({image['size']} bytes); recipe {manifest['recipe']['file']} "
             f"sha256 {manifest['recipe']['sha256']}, lock sha256 {manifest['lock_sha256']}, "

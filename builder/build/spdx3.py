@@ -154,11 +154,16 @@ def _package(
             }
         ]
     spdx_id = graph.add("software_Package", component.key, **fields)
-    licence = _licence(graph, component.licence, texts)
+    _licensed(graph, spdx_id, component.licence, texts)
+    return spdx_id
+
+
+def _licensed(graph: _Graph, spdx_id: str, expression: str, texts: dict[str, str]) -> None:
+    """`spdx_id` declared and concluded under `expression` (nothing for NOASSERTION)."""
+    licence = _licence(graph, expression, texts)
     if licence is not None:
         graph.relate(spdx_id, "hasDeclaredLicense", [licence])
         graph.relate(spdx_id, "hasConcludedLicense", [licence])
-    return spdx_id
 
 
 def write_spdx3(model: SbomModel) -> dict[str, Any]:
@@ -206,7 +211,10 @@ def write_spdx3(model: SbomModel) -> dict[str, Any]:
     }
     if supplier:
         image_fields.update(suppliedBy=supplier, originatedBy=[supplier])
+    if image.copyright != NOASSERTION:
+        image_fields["software_copyrightText"] = image.copyright
     image_id = graph.add("software_Package", image.key, **image_fields)
+    _licensed(graph, image_id, image.licence, texts)
     _distribution(graph, image, "diskImage")
     for component in model.packages:
         _package(graph, component, debian, texts)

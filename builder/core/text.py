@@ -72,3 +72,41 @@ def contact_problem(contact: str) -> str | None:
     if not (_EMAIL.match(contact) or _URL.match(contact)):
         return "is neither an e-mail address (name@example.org) nor an http(s) URL"
     return None
+
+
+_LICENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*\Z")
+_LICENCE_WORDS = ("AND", "OR", "WITH")
+
+
+def licence_problem(expression: str) -> str | None:
+    """Why `expression` is not an SPDX licence expression of licence-list ids (such as
+    "EUPL-1.2" or "GPL-2.0-or-later WITH Classpath-exception-2.0 OR MIT"), or None.
+
+    The syntax only: ids, AND/OR/WITH between them, balanced parentheses. Whether each
+    id is on the SPDX licence list is for the SBOM checkers (and boothkey's tests)."""
+    tokens = expression.replace("(", " ( ").replace(")", " ) ").split()
+    if not tokens:
+        return "is empty"
+    depth, expect_id = 0, True
+    for token in tokens:
+        if token == "(":
+            if not expect_id:
+                return "has a parenthesis where AND, OR or WITH belongs"
+            depth += 1
+        elif token == ")":
+            depth -= 1
+            if depth < 0 or expect_id:
+                return "has unbalanced parentheses"
+        elif token in _LICENCE_WORDS:
+            if expect_id:
+                return f"has {token} where a licence id belongs"
+            expect_id = True
+        elif token.startswith("LicenseRef-"):
+            return f"uses {token}: only SPDX licence-list ids (https://spdx.org/licenses/)"
+        elif not _LICENCE_ID.match(token) or not expect_id:
+            return f"has {token!r} where a licence id or AND/OR/WITH belongs"
+        else:
+            expect_id = False
+    if depth != 0 or expect_id:
+        return "is incomplete"
+    return None

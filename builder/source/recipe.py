@@ -17,7 +17,7 @@ from builder.core.canonical import sha256_json
 from builder.core.errors import InputError, ValidationErrors
 from builder.core.jsonfields import FieldReader, kind_of
 from builder.core.safeload import decode_utf8, load_yaml, read_limited
-from builder.core.text import contact_problem, text_problem
+from builder.core.text import contact_problem, licence_problem, text_problem
 from builder.trust.pkcs11_uri import SCHEME, parse_token_uri
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -192,6 +192,10 @@ class Recipe:
     # How to reach the supplier (an e-mail address or an http(s) URL), written beside
     # its name in the SBOM; None: not said.
     supplier_contact: str | None = None
+    # The licence (SPDX expression) and copyright of what the recipe itself adds (its
+    # overlays): the image's own entries in the SBOMs.
+    licence: str | None = None
+    copyright: str | None = None
     project_dir: Path = field(default=Path("."))
 
     @property
@@ -262,6 +266,8 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             "data_partition": False,
             "supplier": False,
             "supplier_contact": False,
+            "licence": False,
+            "copyright": False,
         },
     )
     if not isinstance(raw, dict):
@@ -350,6 +356,21 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
             reader.error("supplier_contact", f"{contact!r} {problem}")
             contact = None
 
+    licence = None
+    if "licence" in top:
+        licence = reader.string(top["licence"], "licence") or None
+        problem = None if licence is None else licence_problem(licence)
+        if problem is not None:
+            reader.error("licence", f"{licence!r} {problem}")
+            licence = None
+    notice = None
+    if "copyright" in top:
+        notice = reader.string(top["copyright"], "copyright") or None
+        problem = None if notice is None else text_problem(notice)
+        if problem is not None:
+            reader.error("copyright", f"{notice!r} {problem}")
+            notice = None
+
     if reader.problems:
         raise ValidationErrors(reader.problems)
     return Recipe(
@@ -369,6 +390,8 @@ def parse_recipe(raw: Any, recipe_path: Path, shown: str) -> Recipe:
         data_partition=data_partition,
         supplier=supplier,
         supplier_contact=contact,
+        licence=licence,
+        copyright=notice,
         project_dir=project,
     )
 

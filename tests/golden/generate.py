@@ -93,6 +93,8 @@ def demo_manifest(lock: Lock) -> dict[str, Any]:
         version="2026.1",
         supplier="Example Election Authority",
         supplier_contact="sbom@example.org",
+        licence="EUPL-1.2",
+        copyright="2026 Example Election Authority",
         epoch=EPOCH,
     )
 

@@ -140,6 +140,40 @@ def test_supplier_contact_is_an_email_address_or_a_url(tmp_path: Path) -> None:
     assert len(found) == 1 and "without a supplier" in found[0], found
 
 
+def test_the_recipes_own_licence_and_copyright(tmp_path: Path) -> None:
+    """What the recipe adds (its overlays): an SPDX expression of licence-list ids and
+    one line of text, the image's own entry in the SBOMs."""
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert (recipe.licence, recipe.copyright) == (None, None) or (
+        recipe.licence is None and recipe.copyright is None
+    )
+    for good in ("EUPL-1.2", '"GPL-2.0-or-later WITH Classpath-exception-2.0 OR MIT"',
+                 '"(MIT OR Apache-2.0) AND BSD-3-Clause"'):  # fmt: skip
+        recipe = load_recipe(write(tmp_path, MINIMAL + f"licence: {good}\ncopyright: 2026 X\n"))
+        assert recipe.licence == good.strip('"') and recipe.copyright == "2026 X"
+    for bad, why in (
+        ('"MIT OR"', "incomplete"),
+        ('"AND MIT"', "where a licence id belongs"),
+        ('"MIT Apache-2.0"', "'Apache-2.0' where"),
+        ('"(MIT"', "incomplete"),
+        ('"MIT)"', "unbalanced"),
+        ("LicenseRef-booth", "only SPDX licence-list ids"),
+        ('"MIT; rm -rf"', "'MIT;' where"),
+    ):
+        found = problems_of(write(tmp_path, MINIMAL + f"licence: {bad}\n"))
+        assert len(found) == 1 and ": licence: " in found[0] and why in found[0], (bad, found)
+    found = problems_of(write(tmp_path, MINIMAL + 'copyright: "2026 \\u202eX"\n'))
+    assert len(found) == 1 and ": copyright: " in found[0], found
+
+
+def test_the_example_recipes_licence_ids_are_on_the_spdx_list() -> None:
+    from license_expression import get_spdx_licensing
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "booth.yaml")
+    assert recipe.licence is not None
+    assert get_spdx_licensing().validate(recipe.licence).errors == []
+
+
 def test_not_yaml_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid YAML"):
         load_recipe(write(tmp_path, "name: [unclosed\n"))
