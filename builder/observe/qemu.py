@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,16 +38,15 @@ def qemu_command(
     usb: bool,
     secure_boot: bool,
     memory_mib: int,
-    monitor: Path | None = None,
     printer: Path | None = None,
     qmp: Path | None = None,
+    touch: bool = False,
 ) -> list[str]:
     """The qemu-system-x86_64 argv for one boot (the caller provides the vars copy).
-    With `monitor`, QEMU's human monitor listens on that Unix socket (screen dumps, keys
-    typed on the emulated keyboard). With `printer`, the guest's second serial port
-    (ttyS1, the booth's ballot printer) writes into that file. With `qmp`, a USB keyboard
-    and a USB tablet (an absolute pointer: a touchscreen) are plugged in and QMP listens
-    on that unix socket."""
+    With `printer`, the guest's second serial port (ttyS1, the booth's ballot printer)
+    writes into that file. With `qmp`, QMP listens on that unix socket (keys typed on
+    the emulated keyboard, touches, screendumps). With `touch`, a USB keyboard and a USB
+    tablet (an absolute pointer: a touchscreen) are plugged in."""
     code = OVMF_CODE_SECURE if secure_boot else OVMF_CODE
     # A comma in a path would be read as an option separator by -drive.
     drive_file = str(image).replace(",", ",,")
@@ -80,11 +78,10 @@ def qemu_command(
         argv += ["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=bootkey"]
     else:
         argv += ["-device", "virtio-blk-pci,drive=bootkey"]
-    if monitor is not None:
-        argv += ["-monitor", f"unix:{str(monitor).replace(',', ',,')},server=on,wait=off"]
-    if qmp is not None:
+    if touch:
         argv += ["-device", "qemu-xhci,id=hid", "-device", "usb-kbd,bus=hid.0"]
         argv += ["-device", "usb-tablet,bus=hid.0"]
+    if qmp is not None:
         argv += ["-qmp", f"unix:{str(qmp).replace(',', ',,')},server=on,wait=off"]
     if printer is not None:
         # Naming any -serial drops -nographic's default one: keep the console on stdio.
@@ -118,13 +115,11 @@ class QemuBoot:
         secure_boot: bool = False,
         memory_mib: int = 1024,
         timeout: float = DEFAULT_TIMEOUT,
-        monitor: bool = False,
         vars_template: Path | None = None,
         printer: Path | None = None,
         touch: bool = False,
     ) -> None:
         self.image = Path(image)
-        self.monitor = monitor
         # The firmware's variables to start from (e.g. `secureboot enroll`'s OVMF_VARS.fd);
         # default: Debian's, snakeoil-enrolled with Secure Boot, else empty.
         self.vars_template = vars_template
@@ -147,9 +142,9 @@ class QemuBoot:
             usb=self.usb,
             secure_boot=self.secure_boot,
             memory_mib=self.memory_mib,
-            monitor=self._workdir / "monitor.sock" if self.monitor else None,
             printer=self.printer,
-            qmp=self._workdir / "qmp.sock" if self.touch else None,
+            qmp=self._workdir / "qmp.sock",
+            touch=self.touch,
         )
 
     def check(self) -> None:
@@ -210,30 +205,6 @@ class QemuBoot:
     def send(self, text: str) -> None:
         self._child.send(text)
 
-    def monitor_command(self, command: str, timeout: float = 30.0) -> str:
-        """Run one command in QEMU's human monitor (needs `monitor=True`); return its output."""
-        if not self.monitor or self._workdir is None:
-            raise RuntimeError("QemuBoot.monitor_command() needs monitor=True and a running QEMU")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(timeout)
-            connection.connect(str(self._workdir / "monitor.sock"))
-            received = b""
-            while not received.endswith(b"(qemu) "):  # the greeting, then the prompt
-                received += connection.recv(4096)
-            connection.sendall(command.encode() + b"\n")
-            output = b""
-            while not output.endswith(b"(qemu) "):
-                chunk = connection.recv(4096)
-                if not chunk:
-                    break
-                output += chunk
-        return output.decode(errors="replace")
-
-    def screendump(self, path: Path) -> Path:
-        """The emulated screen as a PPM picture at `path` (needs `monitor=True`)."""
-        self.monitor_command(f"screendump {path}")
-        return path
-
     def log(self) -> str:
         """Everything the console printed so far."""
         return "".join(self._log)
@@ -246,9 +217,9 @@ class QemuBoot:
         return self.log()
 
     def qmp(self) -> Qmp:
-        """QEMU's machine protocol (keys, touches, screendumps); needs `touch=True`."""
-        if not self.touch or self._workdir is None:
-            raise RuntimeError("QemuBoot.qmp() needs touch=True and a started QEMU")
+        """QEMU's machine protocol: keys, screendumps, and touches (with `touch=True`)."""
+        if self._workdir is None:
+            raise RuntimeError("QemuBoot.qmp() needs a started QEMU")
         if self._qmp is None:
             self._qmp = Qmp(self._workdir / "qmp.sock")
         result: Qmp = self._qmp

@@ -46,14 +46,16 @@ def _decode(picture: Path) -> list[str]:
 def scan_screen(image: Path, directory: Path) -> list[str]:
     """Boot `image`, press Enter on the screen's keyboard, and decode screendumps until
     a QR code is found (or the time is up)."""
-    with QemuBoot(image, usb=False, monitor=True, timeout=BOOT_TIMEOUT) as boot:
+    with QemuBoot(image, usb=False, timeout=BOOT_TIMEOUT) as boot:
         boot.expect("BOOTH: press Enter on this screen", timeout=BOOT_TIMEOUT)
-        boot.monitor_command("sendkey ret")  # on tty1: the screen claims the booth
+        boot.qmp().send_key("ret")  # on tty1: the screen claims the booth
         deadline = time.monotonic() + SCREEN_TIMEOUT
         attempt = 0
         while time.monotonic() < deadline:
             attempt += 1
-            found = _decode(boot.screendump(directory / f"screen-{attempt}.ppm"))
+            screen = directory / f"screen-{attempt}.ppm"
+            boot.qmp().screendump(screen)
+            found = _decode(screen)
             if found:
                 return found
             time.sleep(2)

@@ -34,6 +34,23 @@ def test_command_virtio_uses_tcg_and_a_snapshot(tmp_path: Path) -> None:
     assert argv[argv.index("-m") + 1] == "512"
 
 
+def test_command_qmp_touch_and_printer(tmp_path: Path) -> None:
+    """One control channel (QMP: keys, touches, screendumps); the USB keyboard and
+    touchscreen only when asked; the printer on the second serial port."""
+    plain = qemu_command(
+        tmp_path / "a.img", tmp_path / "v.fd", usb=False, secure_boot=False, memory_mib=512,
+        qmp=tmp_path / "q,mp.sock",
+    )  # fmt: skip
+    assert plain[plain.index("-qmp") + 1] == f"unix:{tmp_path}/q,,mp.sock,server=on,wait=off"
+    assert "-monitor" not in plain and "usb-tablet,bus=hid.0" not in plain
+    touch = qemu_command(
+        tmp_path / "a.img", tmp_path / "v.fd", usb=False, secure_boot=False, memory_mib=512,
+        touch=True, printer=tmp_path / "ballots.pbm",
+    )  # fmt: skip
+    assert "usb-tablet,bus=hid.0" in touch and "usb-kbd,bus=hid.0" in touch
+    assert touch[-4:] == ["-serial", "mon:stdio", "-serial", f"file:{tmp_path}/ballots.pbm"]
+
+
 def test_command_usb_and_secure_boot(tmp_path: Path) -> None:
     argv = qemu_command(
         tmp_path / "a,b.img", tmp_path / "vars.fd", usb=True, secure_boot=True, memory_mib=1024
