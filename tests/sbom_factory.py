@@ -25,6 +25,9 @@ from lock_factory import lock as fake_lock
 from manifest_factory import ESP_TYPE, manifest, partition, verity
 from spdx_python_model.bindings import v3_0_1 as spdx3
 
+from builder.build.copyright import package_licences
+from builder.build.dependencies import deb_facts, package_dependencies
+from builder.build.sbom_model import SbomModel, make_model
 from builder.core.canonical import sha256_file
 from builder.source.lockfile import Lock, LockedPackage
 
@@ -251,4 +254,23 @@ def demo_manifest(lock: Lock, image_sha256: str = "ab" * 32) -> dict[str, Any]:
             {"name": n, "version": v, "architecture": "amd64", "sha256": d * 32}
             for n, v, d in (("squashfs-tools", "1:4.5.1-1", "5a"), ("zstd", "1.5.4", "7b"))
         ],
+    )
+
+
+def demo_model(locked: LockedDebs, image_sha256: str = "ab" * 32, facts: bool = True) -> SbomModel:
+    """The SBOM model of the demo manifest with a supplier, its contact and the recipe's
+    licence and copyright, every package's licence, dependencies and (`facts`) .deb facts."""
+    manifest = demo_manifest(locked.lock, image_sha256)
+    manifest["supplier"] = "Example Election Authority"
+    manifest["supplier_contact"] = "sbom@example.org"
+    manifest["licence"] = "EUPL-1.2"
+    manifest["copyright"] = "2030 Example Election Authority"
+    packages = locked.lock.packages
+    return make_model(
+        manifest,
+        locked.lock,
+        package_licences(packages, locked.deb_path),
+        package_dependencies(packages, locked.deb_path),
+        deb_facts(packages, locked.deb_path) if facts else None,
+        "ee" * 64 if facts else None,
     )

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from asn1crypto import cms, core, x509
 
+from builder.trust.pkcs7 import signer_info
 from builder.trust.rsa import RsaSigner, check_signature, sha256_algorithm
 
 SPC_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
@@ -131,30 +132,14 @@ def sign_pe_digest(
     to_sign = bytes(signed_attributes.dump())
     signature = signer.sign_sha256(to_sign)
     check_signature(certificate, signature, to_sign)
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                {
-                    "issuer_and_serial_number": {
-                        "issuer": certificate.issuer,
-                        "serial_number": certificate.serial_number,
-                    }
-                }
-            ),
-            "digest_algorithm": sha256_algorithm(),
-            "signed_attrs": signed_attributes,
-            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()},
-            "signature": signature,
-        }
-    )
+    info = signer_info(certificate, signature, signed_attributes)
     signed_data = _SignedData(
         {
             "version": "v1",
             "digest_algorithms": [sha256_algorithm()],
             "content_info": {"content_type": SPC_INDIRECT_DATA, "content": content},
             "certificates": [certificate],
-            "signer_infos": [signer_info],
+            "signer_infos": [info],
         }
     )
     outer = _ContentInfo({"content_type": "1.2.840.113549.1.7.2", "content": signed_data})

@@ -264,16 +264,22 @@ def generate_token_key(text: str, module: str | None = None) -> PublicKey:
                 id=uri.id,
                 mechanism=p11.Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
                 public_template={p11.Attribute.VERIFY: True},
-                private_template={
-                    p11.Attribute.SIGN: True,
-                    p11.Attribute.PRIVATE: True,
-                    p11.Attribute.SENSITIVE: True,
-                    p11.Attribute.EXTRACTABLE: False,
-                },
+                private_template=_private_key_template(),
             )
         except p11.PKCS11Error as exc:
             raise BoothkeyError(f"{text}: the token cannot make an Ed25519 key: {exc!r}") from exc
         return _ed25519_public(session, uri, name)
+
+
+def _private_key_template() -> dict[Any, bool]:
+    """A private key made on the token signs, stays on it and is never shown."""
+    p11 = _library()
+    return {
+        p11.Attribute.SIGN: True,
+        p11.Attribute.PRIVATE: True,
+        p11.Attribute.SENSITIVE: True,
+        p11.Attribute.EXTRACTABLE: False,
+    }
 
 
 @dataclass(frozen=True)
@@ -348,12 +354,7 @@ def generate_token_rsa_key(
                 label=uri.object,
                 id=uri.id,
                 public_template={p11.Attribute.VERIFY: True},
-                private_template={
-                    p11.Attribute.SIGN: True,
-                    p11.Attribute.PRIVATE: True,
-                    p11.Attribute.SENSITIVE: True,
-                    p11.Attribute.EXTRACTABLE: False,
-                },
+                private_template=_private_key_template(),
             )
         except p11.PKCS11Error as exc:
             raise BoothkeyError(f"{text}: the token cannot make an RSA key: {exc!r}") from exc

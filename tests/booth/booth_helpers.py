@@ -176,7 +176,8 @@ def booth_python() -> str:
 
 
 def printed_codes(picture: Path) -> list[str]:
-    """The QR codes zbarimg (Debian's zbar-tools) reads in a picture, in its order."""
+    """The QR codes zbarimg (Debian's zbar-tools) reads in a picture (a printed ballot,
+    a screendump), in its order."""
     result = subprocess.run(
         ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(picture)],
         capture_output=True,

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import segno
-from booth_helpers import ROOT_HASH, booth_module, data_partition, example_envelope, spawn_booth
+from booth_helpers import (
+    ROOT_HASH,
+    booth_module,
+    data_partition,
+    example_envelope,
+    printed_codes,
+    spawn_booth,
+)
 
 from builder.core.errors import InputError
 from builder.station.fingerprint import (
@@ -87,16 +93,6 @@ def rasterise(lines: list[str], path: Path) -> Path:
     return path
 
 
-def zbar_decode(picture: Path) -> list[str]:
-    result = subprocess.run(
-        ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(picture)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.splitlines()
-
-
 @pytest.mark.parametrize("election", [ELECTION, None])
 def test_the_screen_code_decodes_to_the_payload(tmp_path: Path, election: str | None) -> None:
     block = fingerprint_code.fingerprint_code(SOFTWARE, election)
@@ -104,7 +100,7 @@ def test_the_screen_code_decodes_to_the_payload(tmp_path: Path, election: str | 
     assert set(block) <= {" ", "\n", "\u2580", "\u2584", "\u2588"}
     assert len(lines) <= 21 and len(lines[0]) <= 41  # fits a 100x37 console with the text
     assert lines[0] == "\u2588" * len(lines[0])  # the quiet zone is light
-    assert zbar_decode(rasterise(lines, tmp_path / "screen.pgm")) == [
+    assert printed_codes(rasterise(lines, tmp_path / "screen.pgm")) == [
         code_payload(SOFTWARE, election)
     ]
 
@@ -114,7 +110,7 @@ def test_a_damaged_screen_code_does_not_decode_to_another_payload(tmp_path: Path
     blotted = [
         line[:8] + " " * 25 + line[33:] if 4 <= i < 16 else line for i, line in enumerate(lines)
     ]
-    assert zbar_decode(rasterise(blotted, tmp_path / "blotted.pgm")) == []
+    assert printed_codes(rasterise(blotted, tmp_path / "blotted.pgm")) == []
 
 
 def test_the_booth_shows_the_code_of_the_fingerprints_it_shows(tmp_path: Path) -> None:
@@ -129,4 +125,4 @@ def test_the_booth_shows_the_code_of_the_fingerprints_it_shows(tmp_path: Path) -
     payload = code_payload(software_fingerprint(ROOT_HASH), election_fingerprint(signed))
     lines = fingerprint_code.half_block_lines(payload)
     assert "\n".join(lines) in screen
-    assert zbar_decode(rasterise(lines, tmp_path / "screen.pgm")) == [payload]
+    assert printed_codes(rasterise(lines, tmp_path / "screen.pgm")) == [payload]

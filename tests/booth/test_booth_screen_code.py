@@ -6,11 +6,11 @@ same build, in headless Chromium) says the scanned code matches this release."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from booth_helpers import printed_codes
 from page_factory import chromium, trust
 
 from builder.build.manifest import read_manifest
@@ -33,16 +33,6 @@ def booth_image(request: pytest.FixtureRequest) -> tuple[Path, Path]:
     return built
 
 
-def _decode(picture: Path) -> list[str]:
-    result = subprocess.run(
-        ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(picture)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.splitlines()
-
-
 def scan_screen(image: Path, directory: Path) -> list[str]:
     """Boot `image`, press Enter on the screen's keyboard, and decode screendumps until
     a QR code is found (or the time is up)."""
@@ -55,7 +45,7 @@ def scan_screen(image: Path, directory: Path) -> list[str]:
             attempt += 1
             screen = directory / f"screen-{attempt}.ppm"
             boot.qmp().screendump(screen)
-            found = _decode(screen)
+            found = printed_codes(screen)
             if found:
                 return found
             time.sleep(2)

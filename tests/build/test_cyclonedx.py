@@ -9,12 +9,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sbom_factory import LockedDebs, demo_manifest, make_locked_debs, validate_cyclonedx
+from sbom_factory import LockedDebs, demo_model, make_locked_debs, validate_cyclonedx
 
-from builder.build.copyright import package_licences
 from builder.build.cyclonedx import write_cyclonedx
-from builder.build.dependencies import deb_facts, package_dependencies
-from builder.build.sbom_model import SbomModel, iso_time, make_model
+from builder.build.sbom_model import iso_time
 from builder.core.canonical import pretty_json
 
 
@@ -23,24 +21,9 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> LockedDebs:
     return make_locked_debs(tmp_path_factory.mktemp("debs"))
 
 
-def model_of(locked: LockedDebs, image_sha256: str = "ab" * 32) -> SbomModel:
-    manifest = demo_manifest(locked.lock, image_sha256)
-    manifest["supplier"] = "Example Election Authority"
-    manifest["supplier_contact"] = "sbom@example.org"
-    packages = locked.lock.packages
-    return make_model(
-        manifest,
-        locked.lock,
-        package_licences(packages, locked.deb_path),
-        package_dependencies(packages, locked.deb_path),
-        deb_facts(packages, locked.deb_path),
-        "ee" * 64,
-    )
-
-
 def test_cyclonedx_is_valid_and_the_validator_is_strict(locked: LockedDebs, tmp_path: Path) -> None:
     path = tmp_path / "demo.cdx.json"
-    path.write_bytes(pretty_json(write_cyclonedx(model_of(locked))))
+    path.write_bytes(pretty_json(write_cyclonedx(demo_model(locked))))
     assert validate_cyclonedx(path) is None
     document = json.loads(path.read_bytes())
     document["components"][0]["hashes"][0]["alg"] = "SHA-257"
@@ -49,17 +32,17 @@ def test_cyclonedx_is_valid_and_the_validator_is_strict(locked: LockedDebs, tmp_
 
 
 def test_cyclonedx_is_deterministic_with_a_serial_from_the_content(locked: LockedDebs) -> None:
-    first = write_cyclonedx(model_of(locked))
-    assert pretty_json(first) == pretty_json(write_cyclonedx(model_of(locked)))
+    first = write_cyclonedx(demo_model(locked))
+    assert pretty_json(first) == pretty_json(write_cyclonedx(demo_model(locked)))
     serial = uuid.UUID(first["serialNumber"].removeprefix("urn:uuid:"))
     assert serial.version == 5 and first["serialNumber"].startswith("urn:uuid:")
-    other = write_cyclonedx(model_of(locked, "ff" * 32))
+    other = write_cyclonedx(demo_model(locked, "ff" * 32))
     assert other["serialNumber"] != first["serialNumber"]
-    assert first["metadata"]["timestamp"] == iso_time(model_of(locked).epoch)
+    assert first["metadata"]["timestamp"] == iso_time(demo_model(locked).epoch)
 
 
 def test_cyclonedx_components_dependencies_and_supplier(locked: LockedDebs) -> None:
-    document = write_cyclonedx(model_of(locked))
+    document = write_cyclonedx(demo_model(locked))
     metadata = document["metadata"]
     assert metadata["supplier"] == {
         "name": "Example Election Authority",

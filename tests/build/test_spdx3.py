@@ -18,15 +18,14 @@ from sbom_factory import (
     LockedDebs,
     check_conformance,
     demo_manifest,
+    demo_model,
     make_locked_debs,
     validate_spdx3,
 )
 
-from builder.build.copyright import package_licences
-from builder.build.dependencies import deb_facts, package_dependencies
 from builder.build.manifest import read_manifest
 from builder.build.sbom import write_spdx2
-from builder.build.sbom_model import SbomModel, make_model, parse_maintainer
+from builder.build.sbom_model import make_model, parse_maintainer
 from builder.build.spdx3 import write_spdx3
 from builder.core.canonical import pretty_json
 
@@ -52,28 +51,10 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> LockedDebs:
     return make_locked_debs(tmp_path_factory.mktemp("debs"))
 
 
-def fixture_model(locked: LockedDebs, facts: bool = True) -> SbomModel:
-    manifest = demo_manifest(locked.lock)
-    manifest["supplier"] = "Example Election Authority"
-    manifest["supplier_contact"] = "sbom@example.org"
-    # The recipe's own licence and copyright: the image's entry.
-    manifest["licence"] = "EUPL-1.2"
-    manifest["copyright"] = "2030 Example Election Authority"
-    packages = locked.lock.packages
-    return make_model(
-        manifest,
-        locked.lock,
-        package_licences(packages, locked.deb_path),
-        package_dependencies(packages, locked.deb_path),
-        deb_facts(packages, locked.deb_path) if facts else None,
-        "ee" * 64 if facts else None,
-    )
-
-
 @pytest.fixture(scope="module")
 def fixture_sbom(locked: LockedDebs, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sbom") / "demo.spdx3.json"
-    path.write_bytes(pretty_json(write_spdx3(fixture_model(locked))))
+    path.write_bytes(pretty_json(write_spdx3(demo_model(locked))))
     return path
 
 
@@ -100,8 +81,8 @@ def test_the_validator_rejects_what_spdx3_does_not_allow(
 
 
 def test_spdx3_is_deterministic_and_the_same_facts_as_spdx2(locked: LockedDebs) -> None:
-    model = fixture_model(locked)
-    assert pretty_json(write_spdx3(model)) == pretty_json(write_spdx3(fixture_model(locked)))
+    model = demo_model(locked)
+    assert pretty_json(write_spdx3(model)) == pretty_json(write_spdx3(demo_model(locked)))
     spdx2 = write_spdx2(model)
     graph = write_spdx3(model)["@graph"]
     packages = {e["name"]: e for e in graph if e["type"] == "software_Package"}
@@ -132,7 +113,7 @@ def test_spdx3_is_deterministic_and_the_same_facts_as_spdx2(locked: LockedDebs) 
 
 
 def test_every_deb_carries_sha512_and_its_maintainer(locked: LockedDebs) -> None:
-    graph = write_spdx3(fixture_model(locked))["@graph"]
+    graph = write_spdx3(demo_model(locked))["@graph"]
     files = [e for e in graph if e["type"] == "software_File"]
     assert len(files) == len(locked.lock.packages) + 1
     for entry in files:
@@ -178,7 +159,7 @@ def test_fixture_sbom_meets_bsi_but_for_what_its_data_lacks(fixture_sbom: Path) 
 def test_the_checker_sees_missing_sha512_and_creators(locked: LockedDebs, tmp_path: Path) -> None:
     """The profiles are not rubber stamps: without the .debs' facts BSI fails on them."""
     path = tmp_path / "nofacts.spdx3.json"
-    path.write_bytes(pretty_json(write_spdx3(fixture_model(locked, facts=False))))
+    path.write_bytes(pretty_json(write_spdx3(demo_model(locked, facts=False))))
     assert validate_spdx3(path) == []
     result = check_conformance(path, "bsi", "spdx3")
     assert not result.rows["Deployable Component Hashes"]
