@@ -13,6 +13,7 @@ import pytest
 from booth_helpers import printed_codes
 from page_factory import chromium, trust
 
+from builder.build.documents import LISTED_DOCUMENTS
 from builder.build.manifest import read_manifest
 from builder.observe.page import publish
 from builder.observe.qemu import QemuBoot
@@ -61,7 +62,7 @@ def test_a_scanned_booth_screen_matches_the_published_release(
     release.mkdir()
     manifest = read_manifest(manifest_path)
     for name in (image.name, manifest_path.name, *(
-        manifest.raw[key]["file"] for key in ("sbom", "provenance") if key in manifest.raw
+        manifest.raw[key]["file"] for key in LISTED_DOCUMENTS if key in manifest.raw
     )):  # fmt: skip
         shutil.copy(manifest_path.parent / name, release / name)
     key = generate_key("release")
