@@ -19,6 +19,7 @@ from builder.release.log import (
     make_checkpoint,
     prove,
 )
+from builder.transparency.witnesses import load_witness_keys
 from builder.trust.keys import SigningKey, load_private_key, read_passphrase, resolve_private_key
 
 
@@ -66,6 +67,12 @@ def add_parser(subparsers: Any) -> None:
     cosign = actions.add_parser("cosign", help="add witnesses' cosignatures to the checkpoint")
     cosign.add_argument("directory", type=Path)
     cosign.add_argument("cosigned", type=Path, nargs="+", help="files `build.py witness` wrote")
+    cosign.add_argument(
+        "--witnesses",
+        type=Path,
+        metavar="DIR",
+        help="the witnesses' keys (*.vkey, *.pub.json): merge only valid cosignatures by them",
+    )
     cosign.set_defaults(run=_cosign)
 
 
@@ -106,6 +113,7 @@ def _consistency(args: argparse.Namespace) -> int:
 
 
 def _cosign(args: argparse.Namespace) -> int:
-    added = add_cosignatures(args.directory, args.cosigned)
+    witnesses = load_witness_keys(args.witnesses) if args.witnesses is not None else None
+    added = add_cosignatures(args.directory, args.cosigned, witnesses)
     print(f"{len(added)} cosignature(s) added: {', '.join(added) or 'none new'}")
     return 0

@@ -36,6 +36,7 @@ from builder.core.canonical import sha256_bytes
 from builder.core.errors import InputError, VerificationFailed
 from builder.core.fsutil import write_atomic
 from builder.transparency.checkpoint import Checkpoint, parse_checkpoint
+from builder.transparency.cosignature import verify_cosignature
 from builder.transparency.entries import (
     REBUILD_STATEMENT,
     RELEASE,
@@ -56,6 +57,7 @@ from builder.transparency.note import (
     verify_note,
 )
 from builder.transparency.proof import ProofBundle
+from builder.transparency.witnesses import WitnessKeys
 from builder.trust.dsse import parse_envelope
 from builder.trust.keys import SigningKey
 
@@ -337,9 +339,13 @@ def consistency(directory: Path, old: int, new: int | None) -> list[bytes]:
     return consistency_proof(state.leaves[:size], old)
 
 
-def add_cosignatures(directory: Path, cosigned: Sequence[Path]) -> list[str]:
+def add_cosignatures(
+    directory: Path, cosigned: Sequence[Path], witnesses: WitnessKeys | None = None
+) -> list[str]:
     """Merge witnesses' cosignature lines (each file: the checkpoint with them) into
-    DIR/checkpoint; files for another checkpoint are refused. Returns the names added."""
+    DIR/checkpoint; files for another checkpoint are refused. With `witnesses`, every
+    line must be a valid cosignature by one of them, else nothing is merged. Returns the
+    names added."""
     with _locked(directory):
         state = read_log(directory)
         if state.checkpoint is None:
@@ -354,6 +360,19 @@ def add_cosignatures(directory: Path, cosigned: Sequence[Path]) -> list[str]:
             if theirs.text != note.text:
                 raise InputError(f"{path}: cosigns another checkpoint than {directory}/checkpoint")
             extra = [sig for sig in theirs.signatures if not sig.is_by(state.key)]
+            if witnesses is not None:
+                for sig in extra:
+                    witness = witnesses.get((sig.name, sig.key_id))
+                    if witness is None:
+                        raise InputError(
+                            f"{path}: a cosignature by {sig.name} (key id {sig.key_id.hex()}), "
+                            "not one of the given witnesses; nothing merged"
+                        )
+                    if verify_cosignature(note.text, sig, witness) is None:
+                        raise InputError(
+                            f"{path}: the cosignature by {sig.name} does not verify with its "
+                            "key; nothing merged"
+                        )
             before = len(note.signatures)
             note = note.with_signatures(extra)
             added += [sig.name for sig in note.signatures[before:]]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from log_factory import ORIGIN, fake_manifest, fixed_key, make_log
+from log_factory import ORIGIN, fake_manifest, fixed_key, make_log, witness_vkey
 
 from builder.core.errors import InputError, VerificationFailed
 from builder.observe.attest import PREDICATE_TYPE
@@ -28,6 +29,7 @@ from builder.transparency.cosignature import cosign
 from builder.transparency.entries import parse_entry
 from builder.transparency.merkle import leaf_hash, verify_consistency, verify_inclusion
 from builder.transparency.note import parse_note, parse_vkey, verify_note
+from builder.transparency.witnesses import load_witness_keys
 
 
 def test_the_log_names_the_same_statement_type_as_attest() -> None:
@@ -174,6 +176,32 @@ def test_cosignatures_are_merged_into_the_checkpoint(tmp_path: Path) -> None:
     other.write_text(note.text.replace("\n2\n", "\n1\n") + "\n" + line.line())
     with pytest.raises(InputError, match="cosigns another checkpoint"):
         add_cosignatures(log, [other])
+
+
+def test_with_the_witnesses_keys_only_valid_cosignatures_are_merged(tmp_path: Path) -> None:
+    log = make_log(tmp_path / "log", 2)
+    note = parse_note((log / "checkpoint").read_bytes(), "cp")
+    keys = tmp_path / "witnesses"
+    keys.mkdir()
+    (keys / "alice.vkey").write_text(witness_vkey("alice") + "\n")
+    good = cosign(note.text, "alice", fixed_key("alice"), 1767225600)
+    forged = cosign(note.text, "alice", fixed_key("mallory"), 1767225600)
+    stranger = cosign(note.text, "bob", fixed_key("bob"), 1767225600)
+    witnesses = load_witness_keys(keys)
+    for line, why in ((forged, "not one of the given witnesses"), (stranger, "not one of")):
+        path = tmp_path / "bad.cosigned"
+        path.write_bytes(note.with_signatures([line]).to_bytes())
+        with pytest.raises(InputError, match=why):
+            add_cosignatures(log, [path], witnesses)
+    # A line with alice's key id but another signature: refused, and nothing merged.
+    tampered = replace(good, signature=good.signature[:8] + bytes(64))
+    path = tmp_path / "tampered.cosigned"
+    path.write_bytes(note.with_signatures([tampered]).to_bytes())
+    with pytest.raises(InputError, match="does not verify"):
+        add_cosignatures(log, [path], witnesses)
+    assert parse_note((log / "checkpoint").read_bytes(), "cp").signatures == note.signatures
+    path.write_bytes(note.with_signatures([good]).to_bytes())
+    assert add_cosignatures(log, [path], witnesses) == ["alice"]
 
 
 def test_the_log_commands_end_to_end(
