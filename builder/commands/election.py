@@ -48,7 +48,7 @@ from builder.station.stations import (
     write_data_partition,
 )
 from builder.transparency.proof import parse_bundle
-from builder.trust.keys import load_trusted_keys
+from builder.trust.keys import load_revoked, load_trusted_keys
 from builder.trust.signer import Signer, open_signers
 
 
@@ -239,7 +239,9 @@ def _log_proof(path: Path | None) -> bytes | None:
 def run_verify(args: argparse.Namespace) -> int:
     data = read_station_data(args.file)
     envelope = parse_election_envelope(data.envelope, str(args.file))
-    signers = verify_election_envelope(envelope, load_trusted_keys(args.keys), str(args.file))
+    signers = verify_election_envelope(
+        envelope, load_trusted_keys(args.keys), str(args.file), load_revoked(args.keys)
+    )
     print(f"signed by {', '.join(signers)}: OK")
     _print_fingerprint(data.payload)
     return 0

@@ -31,7 +31,7 @@ from builder.core.safeload import decode_utf8, load_yaml, read_limited
 from builder.core.text import text_problem
 from builder.station.belgian import BelgianRace, Names, read_languages, read_names, read_races
 from builder.trust.dsse import Envelope, new_envelope, parse_envelope
-from builder.trust.keys import PublicKey
+from builder.trust.keys import PublicKey, Revocation
 from builder.trust.signer import Signer
 
 FORMAT = 1  # generic races (`rules`)
@@ -484,13 +484,25 @@ def parse_election_envelope(data: bytes, shown: str) -> Envelope:
 
 
 def verify_election_envelope(
-    envelope: Envelope, trusted: Mapping[str, PublicKey], shown: str
+    envelope: Envelope,
+    trusted: Mapping[str, PublicKey],
+    shown: str,
+    revoked: Mapping[str, Revocation] | None = None,
 ) -> list[str]:
     """Names of trusted keys with a valid signature, by the booth's rule: at least one,
     no signature claiming a trusted key may fail, and the signed payload must be election
-    data the booth shows (`payload_problems`). `VerificationFailed` otherwise."""
+    data the booth shows (`payload_problems`). A signature by a `revoked` key fails it,
+    naming the key and why it was withdrawn. `VerificationFailed` otherwise."""
     if not envelope.signatures:
         raise VerificationFailed(f"{shown}: the election data is not signed")
+    revoked = revoked or {}
+    for signature in envelope.signatures:
+        withdrawn = revoked.get(signature.keyid)
+        if withdrawn is not None:
+            raise VerificationFailed(
+                f"{shown}: signed by the revoked key {withdrawn.name} ({withdrawn.reason})"
+            )
+    trusted = {keyid: key for keyid, key in trusted.items() if keyid not in revoked}
     signers: list[str] = []
     for _signature, key, valid in envelope.check_each(trusted):
         if key is None:

@@ -26,7 +26,7 @@ from builder.station.election import (
     station_payload,
     verify_election_envelope,
 )
-from builder.trust.keys import load_trusted_keys
+from builder.trust.keys import Revocation, load_trusted_keys
 
 sys.path.insert(0, str(Path(__file__).parent / "booth"))
 from booth_helpers import (
@@ -201,6 +201,23 @@ def test_sign_and_verify() -> None:
         verify_election_envelope(unsigned, trusted, "u")
     with pytest.raises(InputError, match="at least one"):
         sign_payload(payload, [])
+
+
+def test_a_revoked_signer_fails_election_verify_by_name() -> None:
+    """Election data signed (also) by a withdrawn key fails, naming the key and the reason,
+    even when another trusted key's signature alone would do."""
+    definition = example_definition()
+    payload = station_payload(definition, definition.station("0001"))
+    trusted = load_trusted_keys(KEYS)
+    other = signing_key("test-other")
+    withdrawn = {other.public.keyid: Revocation(other.public.keyid, "test-other", "lost")}
+    both = parse_election_envelope(
+        envelope_bytes(sign_payload(payload, [signing_key(), other])), "env"
+    )
+    with pytest.raises(VerificationFailed, match=r"revoked key test-other \(lost\)"):
+        verify_election_envelope(both, trusted, "env", withdrawn)
+    single = parse_election_envelope(envelope_bytes(sign_payload(payload, [signing_key()])), "e")
+    assert verify_election_envelope(single, trusted, "e", withdrawn) == ["test-authority"]
 
 
 def test_envelope_parse_errors() -> None:
