@@ -29,7 +29,6 @@ from builder.build.sbom_model import DEBIAN, Component, SbomModel, iso_time
 from builder.core.canonical import canonical_json
 
 SPEC_VERSION = "1.6"
-SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
 
 
 def _hashes(component: Component) -> list[dict[str, str]]:
@@ -116,8 +115,8 @@ def write_cyclonedx(model: SbomModel) -> dict[str, Any]:
         {"ref": component.key, "dependsOn": list(depends.get(component.key, ()))}
         for component in model.packages
     ]
+    # bomFormat and specVersion identify the format; the optional "$schema" (a URL) is left out.
     document: dict[str, Any] = {
-        "$schema": SCHEMA,
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
         "version": 1,
@@ -128,9 +127,8 @@ def write_cyclonedx(model: SbomModel) -> dict[str, Any]:
     content = hashlib.sha256(canonical_json(document)).hexdigest()
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:sha256:{content}")
     return {
-        "$schema": SCHEMA,
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
         "serialNumber": serial.urn,
-        **{k: v for k, v in document.items() if k not in {"$schema", "bomFormat", "specVersion"}},
+        **{k: v for k, v in document.items() if k not in {"bomFormat", "specVersion"}},
     }
