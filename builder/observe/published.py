@@ -12,7 +12,6 @@ is not the manifest's, an image that is not the manifest's.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from builder.build.manifest import DATA_PARTITION, Manifest, read_manifest
-from builder.core.canonical import CHUNK_SIZE, sha256_bytes
+from builder.core.canonical import sha256_bytes
 from builder.core.errors import InputError, VerificationFailed
 from builder.observe.attest import judge_statement, read_rebuild_statements
+from builder.release.sign import checked_image_blake2b
 from builder.station.fingerprint import software_fingerprint
 from builder.trust.dsse import Envelope, image_statement, new_envelope, parse_envelope
 from builder.trust.keys import PublicKey, load_trusted_keys
@@ -109,24 +109,6 @@ def _read(path: Path, what: str) -> bytes:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from exc
 
 
-def _image_blake2b(manifest: Manifest, path: Path) -> bytes:
-    """The image's BLAKE2b-512, after checking its size and sha256 against the manifest."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise InputError(f"{path}: the image named by the manifest is not there") from None
-    if size != manifest.image.size:
-        raise VerificationFailed(f"{path}: {size} bytes, the manifest says {manifest.image.size}")
-    sha256, blake2b = hashlib.sha256(), hashlib.blake2b(digest_size=64)
-    with open(path, "rb", buffering=0) as stream:
-        while chunk := stream.read(CHUNK_SIZE):
-            sha256.update(chunk)
-            blake2b.update(chunk)
-    if sha256.hexdigest() != manifest.image.sha256:
-        raise VerificationFailed(f"{path}: sha256 differs from the manifest")
-    return blake2b.digest()
-
-
 def _signers(
     directory: Path, manifest: Manifest, envelope: Envelope, trusted: Mapping[str, PublicKey]
 ) -> tuple[Signer, ...]:
@@ -141,7 +123,7 @@ def _signers(
         signers.setdefault(key.keyid, key)
     if not signers:
         raise VerificationFailed(f"{envelope_name}: not signed")
-    digest = _image_blake2b(manifest, directory / manifest.image.file)
+    digest = checked_image_blake2b(manifest, directory / manifest.image.file)
     result = []
     for key in sorted(signers.values(), key=lambda k: (k.name, k.keyid)):
         name = f"{manifest.image.file}.{key.name}.minisig"

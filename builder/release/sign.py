@@ -30,7 +30,7 @@ def sign_manifest(manifest_path: Path, key: Signer) -> list[Path]:
     manifest = read_manifest(manifest_path)
     directory = manifest_path.parent
     image_path = directory / manifest.image.file
-    digest = _checked_image_blake2b(manifest, image_path)
+    digest = checked_image_blake2b(manifest, image_path, "; not signing")
 
     envelope_path = directory / f"{manifest.name}.dsse.json"
     fresh = new_envelope(image_statement(manifest.raw))
@@ -79,18 +79,22 @@ def sign_manifest(manifest_path: Path, key: Signer) -> list[Path]:
     return written
 
 
-def _checked_image_blake2b(manifest: Manifest, image_path: Path) -> bytes:
+def checked_image_blake2b(manifest: Manifest, image_path: Path, refusal: str = "") -> bytes:
     """The image's BLAKE2b-512 (what minisign signs), after checking its size and sha256
-    against the manifest in the same read: never sign an image the manifest does not describe."""
+    against the manifest in the same read: never sign or publish an image the manifest
+    does not describe. `refusal` ends each message (e.g. "; not signing")."""
     if not image_path.is_file():
         raise InputError(f"{image_path}: the image named by the manifest is not there")
-    if image_path.stat().st_size != manifest.image.size:
-        raise VerificationFailed(f"{image_path}: size differs from the manifest; not signing")
+    size = image_path.stat().st_size
+    if size != manifest.image.size:
+        raise VerificationFailed(
+            f"{image_path}: {size} bytes, the manifest says {manifest.image.size}{refusal}"
+        )
     sha256, blake2b = hashlib.sha256(), hashlib.blake2b(digest_size=64)
     with open(image_path, "rb", buffering=0) as stream:
         while chunk := stream.read(CHUNK_SIZE):
             sha256.update(chunk)
             blake2b.update(chunk)
     if sha256.hexdigest() != manifest.image.sha256:
-        raise VerificationFailed(f"{image_path}: sha256 differs from the manifest; not signing")
+        raise VerificationFailed(f"{image_path}: sha256 differs from the manifest{refusal}")
     return blake2b.digest()
