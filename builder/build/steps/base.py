@@ -113,7 +113,9 @@ def options_json(options: Any) -> dict[str, Any]:
     """A step's options as the JSON its id covers. Every field is in it, but those
     marked `covered_by` an existing field; a value that is not plain data (a Path,
     bytes) outside such a field is a programming error."""
-    for value in _dataclasses(options):
+    for value in _nested(options):
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            continue
         names = {f.name for f in dataclasses.fields(value)}
         for item in dataclasses.fields(value):
             cover = item.metadata.get(SKIP)
@@ -129,30 +131,18 @@ def options_json(options: Any) -> dict[str, Any]:
 
 def declared_packages(options: Any) -> frozenset[LockedPackage]:
     """Every locked .deb named anywhere in `options`."""
-    found: set[LockedPackage] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, LockedPackage):
-            found.add(value)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for item in dataclasses.fields(value):
-                walk(getattr(value, item.name))
-        elif isinstance(value, tuple | list):
-            for item in value:
-                walk(item)
-
-    walk(options)
-    return frozenset(found)
+    return frozenset(value for value in _nested(options) if isinstance(value, LockedPackage))
 
 
-def _dataclasses(value: Any) -> Iterator[Any]:
+def _nested(value: Any) -> Iterator[Any]:
+    """`value`, then everything inside it: dataclass fields, tuple and list items."""
+    yield value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        yield value
         for item in dataclasses.fields(value):
-            yield from _dataclasses(getattr(value, item.name))
+            yield from _nested(getattr(value, item.name))
     elif isinstance(value, tuple | list):
         for item in value:
-            yield from _dataclasses(item)
+            yield from _nested(item)
 
 
 @dataclass(frozen=True)
